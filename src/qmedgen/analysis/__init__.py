@@ -1,0 +1,1 @@
+"""Jacobian spectra, latent geometry, and ansatz trainability/expressibility."""

@@ -1,0 +1,1 @@
+"""Offline metrics, downstream utility and the benchmark harness."""

@@ -1,0 +1,1 @@
+"""Export to Qiskit/OpenQASM and inference on (fake or real) IBM devices."""

@@ -1,0 +1,1 @@
+"""Generative networks: MediQ-GAN, diffusion U-Nets, and their classical counterparts."""

@@ -1,0 +1,1 @@
+"""Configs, run directories, checkpoints, training loops and sampling."""
