@@ -1,8 +1,10 @@
-"""Batched state-vector simulation of an :class:`Ansatz` in PyTorch (reference implementation).
+"""Public simulator API: :func:`expval`, :func:`sample`, :func:`probabilities`, :func:`simulate`.
 
-Plain functions in the PennyLane style: :func:`simulate` returns the final state, :func:`expval` and
-:func:`sample` measure it. The state of a batch is a complex tensor ``[B, 2, 2, ..., 2]`` (one axis per wire,
-wire 0 first). Gradients flow through torch autograd.
+All functions broadcast leading dimensions like torch: ``inputs [..., n]`` and ``weights [..., depth, R, n]``
+describe ``prod(broadcast(...))`` independent circuits (e.g. inputs ``[B, K, n]`` with weights ``[K, depth, R, n]``
+runs K sub-generators with their own weights on B samples). They follow the inputs' device, and compute in float64
+when either argument is float64, else float32. The heavy lifting is in :mod:`qmedgen.quantum.engine`; noise
+channels are in :mod:`qmedgen.quantum.noise`.
 """
 
 from __future__ import annotations
@@ -11,111 +13,123 @@ import math
 
 import torch
 
+from qmedgen.errors import ConfigError
+from qmedgen.quantum import engine
 from qmedgen.quantum.ansatz import Ansatz
+from qmedgen.quantum.gates import complex_dtype, segments
+from qmedgen.quantum.memory import check_fits
 
 
-def _broadcast(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor):
+def _validate(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor):
+    if not isinstance(ansatz, Ansatz):
+        raise ConfigError(f"expected an Ansatz, got {type(ansatz).__name__}")
+    if not torch.is_tensor(inputs) or not torch.is_tensor(weights):
+        raise ConfigError("inputs and weights must be torch tensors")
     n = ansatz.n_qubits
-    if inputs.shape[-1:] != (n,) and ansatz.encoding != "none":
-        raise ValueError(f"inputs must have shape [..., {n}] for a {n}-qubit ansatz, got {tuple(inputs.shape)}")
+    if inputs.dim() == 0 or (inputs.shape[-1] != n and ansatz.encoding != "none"):
+        raise ConfigError(f"inputs must have shape [..., {n}] for a {n}-qubit ansatz, got {tuple(inputs.shape)}")
     if tuple(weights.shape[-3:]) != ansatz.weight_shape:
-        raise ValueError(
+        raise ConfigError(
             f"weights must have shape [..., {', '.join(map(str, ansatz.weight_shape))}] "
             f"(depth, len(rotations), n_qubits), got {tuple(weights.shape)}"
         )
-    batch = torch.broadcast_shapes(inputs.shape[:-1], weights.shape[:-3])
+    try:
+        batch = torch.broadcast_shapes(inputs.shape[:-1], weights.shape[:-3])
+    except RuntimeError as exc:
+        raise ConfigError(
+            f"inputs {tuple(inputs.shape)} and weights {tuple(weights.shape)} have leading dimensions that do not "
+            f"broadcast: {exc}"
+        ) from None
     dtype = torch.promote_types(inputs.dtype, weights.dtype)
-    if not dtype.is_floating_point:
-        dtype = torch.get_default_dtype()
-    x = inputs.to(dtype).expand(*batch, inputs.shape[-1]).reshape(-1, inputs.shape[-1])
-    w = weights.to(dtype).expand(*batch, *ansatz.weight_shape).reshape(-1, *ansatz.weight_shape)
-    return batch, x, w
+    if dtype not in (torch.float32, torch.float64):
+        dtype = torch.float64 if dtype == torch.float64 else torch.float32
+    device = inputs.device
+    return batch, inputs.to(device=device, dtype=dtype), weights.to(device=device, dtype=dtype)
 
 
-def _rotation(name: str, theta: torch.Tensor) -> torch.Tensor:
-    """[B] angles -> [B, 2, 2] complex rotation matrices exp(-i theta P / 2)."""
-    c = torch.cos(theta / 2).to(_complex(theta.dtype))
-    s = torch.sin(theta / 2).to(_complex(theta.dtype))
-    z = torch.zeros_like(c)
-    if name == "ry":
-        rows = [[c, -s], [s, c]]
-    elif name == "rx":
-        rows = [[c, -1j * s], [-1j * s, c]]
-    elif name == "rz":
-        rows = [[c - 1j * s, z], [z, c + 1j * s]]
-    else:  # pragma: no cover - validated by Ansatz
-        raise ValueError(name)
-    return torch.stack([torch.stack(r, dim=-1) for r in rows], dim=-2)
+class _Prepared:
+    """Block vectors / matrices of one call, flattened to ``[B or 1, ...]``, and the engine plan."""
+
+    def __init__(self, ansatz, inputs, weights, *, basis=True, errors=None, extra_batch=()):
+        batch, x, w = _validate(ansatz, inputs, weights)
+        self.batch_shape = torch.Size((*batch, *extra_batch))
+        full = self.batch_shape
+        nb = math.prod(full)
+        n = ansatz.n_qubits
+        if ansatz.encoding == "none":
+            x = x[..., :0].new_zeros(*x.shape[:-1], n)  # the encoding ignores the inputs; keep their batch
+        if extra_batch:
+            x = x.reshape(*x.shape[:-1], *([1] * len(extra_batch)), n)
+            w = w.reshape(*w.shape[:-3], *([1] * len(extra_batch)), *w.shape[-3:])
+        segs, trailing = segments(ansatz, x, w, basis=basis, errors=errors)
+        layers = segs[1:]
+        if any(s.is_complex() for s in layers):
+            mode = "complex"
+        elif segs[0].is_complex():
+            mode = "stacked"
+        else:
+            mode = "real"
+        blocks = engine.block_sizes(n)
+        self.dtype = w.dtype
+        self.device = w.device
+
+        def flat(t: torch.Tensor, tail: int) -> torch.Tensor:
+            lead = t.shape[:-tail]
+            if math.prod(lead) == 1:
+                return t.reshape(1, *t.shape[-tail:])
+            if lead != full:
+                t = t.expand(*full, *t.shape[-tail:])
+            return t.reshape(nb, *t.shape[-tail:])
+
+        def split(seg: torch.Tensor):
+            out, start = [], 0
+            for k in blocks:
+                out.append(seg[..., start : start + k, :, :])
+                start += k
+            return out
+
+        make_complex = mode == "complex"
+        vecs = []
+        for part in split(segs[0]):
+            v = engine.kron_vectors([part[..., q, :, 0] for q in range(part.shape[-3])])
+            if mode != "real":
+                v = v.to(complex_dtype(v.dtype)) if not v.is_complex() else v
+            vecs.append(flat(v, 1))
+        mats = []
+        for seg in layers:
+            for part in split(seg):
+                mm = engine.kron_matrices(part)
+                if make_complex and not mm.is_complex():
+                    mm = mm.to(complex_dtype(mm.dtype))
+                mats.append(flat(mm, 2))
+        self.vecs, self.mats = vecs, mats
+        self.plan = engine.Plan(
+            n=n,
+            blocks=blocks,
+            entangler=ansatz.entangler if ansatz.entangling_pairs() else "none",
+            n_layers=len(layers),
+            trailing=trailing,
+            mode=mode,
+            batch=nb,
+        )
+
+    def requires_grad(self) -> bool:
+        return torch.is_grad_enabled() and any(t.requires_grad for t in (*self.vecs, *self.mats))
+
+    def check_memory(self, backward: bool | None = None) -> None:
+        backward = self.requires_grad() if backward is None else backward
+        check_fits(
+            self.plan.n, self.plan.batch, self.dtype, self.device, backward, complex_state=self.plan.mode != "real"
+        )
 
 
-def _complex(dtype: torch.dtype) -> torch.dtype:
-    return torch.complex128 if dtype == torch.float64 else torch.complex64
-
-
-def _apply_1q(state: torch.Tensor, gate: torch.Tensor, wire: int) -> torch.Tensor:
-    # state [B, 2, ..., 2]; gate [B, 2, 2]; contract gate's column index with the wire's axis.
-    state = state.movedim(wire + 1, -1)
-    state = torch.einsum("b...j,bij->b...i", state, gate)
-    return state.movedim(-1, wire + 1)
-
-
-def _apply_cz(state: torch.Tensor, a: int, b: int) -> torch.Tensor:
-    n = state.dim() - 1
-    sign = torch.ones([2] * n, dtype=state.real.dtype, device=state.device)
-    idx = [slice(None)] * n
-    idx[a], idx[b] = 1, 1
-    sign[tuple(idx)] = -1
-    return state * sign
-
-
-def _apply_cnot(state: torch.Tensor, control: int, target: int) -> torch.Tensor:
-    ctrl1 = state.narrow(control + 1, 1, 1)
-    flipped = ctrl1.flip(target + 1)
-    return torch.cat([state.narrow(control + 1, 0, 1), flipped], dim=control + 1)
-
-
-def simulate(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Final states ``[..., 2**n]`` (complex) for broadcast ``inputs [..., n]`` and ``weights [..., L, R, n]``."""
-    batch, x, w = _broadcast(ansatz, inputs, weights)
-    n, b = ansatz.n_qubits, x.shape[0]
-    state = torch.zeros(b, 2**n, dtype=_complex(x.dtype), device=x.device)
-    state[:, 0] = 1
-    state = state.reshape(b, *([2] * n))
-    enc = {"ry": ("ry",), "rx": ("rx",), "ry-rx": ("ry", "rx"), "none": ()}[ansatz.encoding]
-    for name in enc:
-        for i in range(n):
-            state = _apply_1q(state, _rotation(name, x[:, i]), i)
-    for layer in range(ansatz.depth):
-        for r, name in enumerate(ansatz.rotations):
-            for i in range(n):
-                state = _apply_1q(state, _rotation(name, w[:, layer, r, i]), i)
-        for c, t in ansatz.entangling_pairs():
-            state = _apply_cz(state, c, t) if ansatz.entangler == "cz-chain" else _apply_cnot(state, c, t)
-    return state.reshape(*batch, 2**n)
-
-
-def _to_measurement_basis(state: torch.Tensor, observable: str) -> torch.Tensor:
-    """Rotate every wire so that the observable's eigenbasis becomes the computational basis."""
-    if observable == "z":
-        return state
-    h = torch.tensor([[1, 1], [1, -1]], dtype=state.dtype, device=state.device) / math.sqrt(2)
-    if observable == "y":  # H S^dagger
-        sdg = torch.tensor([[1, 0], [0, -1j]], dtype=state.dtype, device=state.device)
-        h = h @ sdg
-    b = state.shape[0]
-    gate = h.expand(b, 2, 2)
-    for i in range(state.dim() - 1):
-        state = _apply_1q(state, gate, i)
-    return state
-
-
-def probabilities(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Outcome probabilities ``[..., 2**n]`` in the observable's eigenbasis (bit 0 = eigenvalue +1)."""
-    batch, _, _ = _broadcast(ansatz, inputs, weights)
-    n = ansatz.n_qubits
-    state = simulate(ansatz, inputs, weights).reshape(-1, *([2] * n))
-    state = _to_measurement_basis(state, ansatz.observable)
-    return (state.real**2 + state.imag**2).reshape(*batch, 2**n)
+def _exact(prep: _Prepared, return_probs: bool = False):
+    prep.check_memory()
+    plan = prep.plan
+    if return_probs:
+        plan = engine.Plan(**{**plan.__dict__, "return_probs": True})
+    out = engine.AdjointExpval.apply(plan, *prep.vecs, *prep.mats)
+    return out
 
 
 def expval(
@@ -124,26 +138,75 @@ def expval(
     weights: torch.Tensor,
     shots: int | None = None,
     generator: torch.Generator | None = None,
+    noise=None,
 ) -> torch.Tensor:
-    """<P_i> for every qubit, shape ``[..., n_qubits]``.
+    """<P_i> of the ansatz's observable P on every qubit: ``[..., n_qubits]``, differentiable (adjoint method).
 
-    With ``shots``, the values are estimates from that many measurement samples, and the gradient is the exact
-    one (straight-through estimator: forward = sampled estimate, backward = d<P>/dtheta of the exact value).
+    ``shots``: the values are estimates from that many measurement samples per circuit (drawn with
+    ``generator``), and the gradient is the EXACT gradient of the noiseless-in-shots expectation
+    (straight-through estimator: forward = sampled estimate, backward = d<P>/dtheta). This is what a
+    parameter-shift-free surrogate of hardware training uses; the sampling noise itself carries no gradient.
+    ``noise``: a :class:`~qmedgen.quantum.noise.NoiseModel` (simulated depolarising and readout errors).
     """
-    n = ansatz.n_qubits
-    probs = probabilities(ansatz, inputs, weights)
-    batch = probs.shape[:-1]
-    p = probs.reshape(-1, *([2] * n))
-    signs = []
-    for i in range(n):
-        marg = p.sum(dim=[d + 1 for d in range(n) if d != i])  # [B, 2]
-        signs.append(marg[:, 0] - marg[:, 1])
-    exact = torch.stack(signs, dim=-1).reshape(*batch, n)
+    if noise is not None and not noise.is_trivial():
+        from qmedgen.quantum.noise import noisy_expval
+
+        return noisy_expval(ansatz, inputs, weights, noise, shots=shots, generator=generator)
+    prep = _Prepared(ansatz, inputs, weights)
     if shots is None:
-        return exact
-    bits = sample(ansatz, inputs, weights, shots=shots, generator=generator)
+        return _exact(prep).reshape(*prep.batch_shape, ansatz.n_qubits)
+    _check_shots(shots)
+    exact, probs = _exact(prep, return_probs=True)
+    bits = _draw(probs, shots, ansatz.n_qubits, generator)
     estimate = (1.0 - 2.0 * bits.to(exact.dtype)).mean(dim=-2)
-    return exact + (estimate - exact).detach()
+    out = exact + (estimate - exact).detach()
+    return out.reshape(*prep.batch_shape, ansatz.n_qubits)
+
+
+def _check_shots(shots) -> None:
+    if isinstance(shots, bool) or not isinstance(shots, int) or shots < 1:
+        raise ConfigError(f"shots must be a positive integer, got {shots!r}")
+
+
+def _draw(probs: torch.Tensor, shots: int, n: int, generator: torch.Generator | None) -> torch.Tensor:
+    """``[B, 2**n]`` probabilities -> ``uint8`` bits ``[B, shots, n]`` (wire 0 = column 0)."""
+    flat = probs.detach().to(torch.float64)
+    flat = flat / flat.sum(dim=-1, keepdim=True)
+    gen_device = generator.device if generator is not None else flat.device
+    idx = torch.multinomial(flat.to(gen_device), shots, replacement=True, generator=generator).to(probs.device)
+    shifts = torch.arange(n - 1, -1, -1, device=idx.device)
+    return ((idx.unsqueeze(-1) >> shifts) & 1).to(torch.uint8)
+
+
+def probabilities(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Outcome probabilities ``[..., 2**n]`` in the observable's eigenbasis (bit 0 = eigenvalue +1; not
+    differentiable: use :func:`expval` for gradients)."""
+    with torch.no_grad():
+        prep = _Prepared(ansatz, inputs, weights)
+        prep.check_memory(backward=False)
+        x = engine.forward_state(prep.plan, prep.vecs, [prep.mats[i : i + len(prep.plan.blocks)]
+                                                       for i in range(0, len(prep.mats), len(prep.plan.blocks))],
+                                 buffered=True)
+        p = engine.probabilities_from_state(x, prep.plan)
+    return p.reshape(*prep.batch_shape, 2**ansatz.n_qubits)
+
+
+def simulate(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Final states ``[..., 2**n]`` (complex, before any measurement-basis change).
+
+    Differentiable through plain autograd (memory grows with depth; use :func:`expval` to train).
+    """
+    prep = _Prepared(ansatz, inputs, weights, basis=False)
+    prep.check_memory(backward=prep.requires_grad())
+    m = len(prep.plan.blocks)
+    mats = [prep.mats[i : i + m] for i in range(0, len(prep.mats), m)]
+    x = engine.forward_state(prep.plan, prep.vecs, mats, buffered=not prep.requires_grad())
+    if prep.plan.mode == "stacked":
+        b = prep.plan.batch
+        x = torch.complex(x[:b], x[b:])
+    elif prep.plan.mode == "real":
+        x = x.to(complex_dtype(x.dtype))
+    return x.reshape(*prep.batch_shape, 2**ansatz.n_qubits)
 
 
 def sample(
@@ -152,20 +215,20 @@ def sample(
     weights: torch.Tensor,
     shots: int = 1024,
     generator: torch.Generator | None = None,
+    noise=None,
 ) -> torch.Tensor:
-    """Measurement samples in the observable's basis: ``uint8`` bits ``[..., shots, n_qubits]``.
+    """Measurement samples in the observable's eigenbasis: ``uint8`` bits ``[..., shots, n_qubits]``.
 
-    Bit 0 means eigenvalue +1 and bit 1 eigenvalue -1 of the observable on that wire; wire 0 is column 0.
+    Bit 0 means eigenvalue +1 and bit 1 eigenvalue -1 of the observable on that wire; wire i is column i.
+    Draws use ``generator`` (on its device) so results are reproducible. With ``noise``, depolarising errors
+    change the distribution and readout errors flip bits (see :mod:`qmedgen.quantum.noise`).
     """
-    if not isinstance(shots, int) or shots < 1:
-        raise ValueError(f"shots must be a positive integer, got {shots!r}")
-    n = ansatz.n_qubits
-    with torch.no_grad():
-        probs = probabilities(ansatz, inputs, weights)
-        batch = probs.shape[:-1]
-        flat = probs.reshape(-1, 2**n).to(torch.float64)
-        flat = flat / flat.sum(dim=-1, keepdim=True)
-        idx = torch.multinomial(flat, shots, replacement=True, generator=generator)  # [B, shots]
-        powers = 2 ** torch.arange(n - 1, -1, -1, device=idx.device)
-        bits = (idx.unsqueeze(-1) // powers) % 2
-    return bits.to(torch.uint8).reshape(*batch, shots, n)
+    _check_shots(shots)
+    if noise is not None and not noise.is_trivial():
+        from qmedgen.quantum.noise import noisy_sample
+
+        return noisy_sample(ansatz, inputs, weights, noise, shots=shots, generator=generator)
+    probs = probabilities(ansatz, inputs, weights)
+    batch = probs.shape[:-1]
+    bits = _draw(probs.reshape(-1, probs.shape[-1]), shots, ansatz.n_qubits, generator)
+    return bits.reshape(*batch, shots, ansatz.n_qubits)

@@ -1,0 +1,139 @@
+"""End-to-end evaluation of a sample folder (used by ``qmedgen evaluate``/``utility`` and the benchmark harness)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from qmedgen.errors import ConfigError, DataError
+from qmedgen.evaluate.evaluation import EvalConfig, check_compatible, evaluate_images
+from qmedgen.evaluate.extractors import Extractor, load_extractor
+from qmedgen.evaluate.realdata import load_split
+from qmedgen.evaluate.report import metrics_markdown, run_info, write_json_atomic, write_text_atomic
+from qmedgen.evaluate.samples import load_samples
+from qmedgen.evaluate.utility import UtilityConfig, run_utility, utility_markdown
+
+
+def _labels_1d(ds) -> np.ndarray:
+    y = np.asarray(ds.labels)
+    return y[:, 0] if y.ndim == 2 and y.shape[1] == 1 else y
+
+
+def extractor_tag(spec: str) -> str:
+    if spec in ("inception", "domain") or spec.startswith("domain:"):
+        return spec.split(":")[0]
+    return Path(spec).stem
+
+
+def resolve_dataset(data: str | None, info: dict | None, where: Path) -> str:
+    if data:
+        return data
+    if info and info.get("dataset"):
+        return str(info["dataset"])
+    raise ConfigError(f"{where}: cannot tell which dataset these samples imitate; pass --data NAME")
+
+
+def training_images(train_data: str, data: str, info: dict | None, size: int, root: Path | None):
+    """Images the generator was trained on (for memorisation): ``auto`` uses the run's recorded indices when
+    known, else the full training split; ``none`` disables; ``NAME[:SPLIT]`` names another set."""
+    if train_data == "none":
+        return None, "none"
+    if train_data == "auto":
+        if info and "indices" in info:
+            ds = load_split(info.get("dataset", data), info.get("split", "train"), size=size, root=root)
+            idx = np.asarray(info["indices"], dtype=np.int64)
+            if len(idx) and idx.max() >= len(ds):
+                raise DataError(f"{info['run_dir']}/indices.json: index {idx.max()} out of range for "
+                                f"{info.get('dataset')} ({len(ds)} images)")
+            return ds.images[idx], f"run {info['run_dir']} ({len(idx)} images)"
+        return load_split(data, "train", size=size, root=root).images, f"{data} train split"
+    name, _, split = train_data.partition(":")
+    return load_split(name, split or "train", size=size, root=root).images, train_data
+
+
+def evaluate_samples(samples: Path, data: str | None = None, split: str = "test", extractor: str = "domain",
+                     train_data: str = "auto", out: Path | None = None, cfg: EvalConfig | None = None,
+                     conditional: bool = True, root: Path | None = None, device: str | None = None,
+                     extractor_obj: Extractor | None = None) -> tuple[dict, Path, Path]:
+    """Evaluate a sample folder or run; writes ``metrics_<extractor>.json`` and ``.md``; returns (result, json, md)."""
+    cfg = cfg or EvalConfig()
+    t0 = time.perf_counter()
+    images, labels, src = load_samples(Path(samples))
+    info = run_info(src)
+    data = resolve_dataset(data, info, src)
+    size = images.shape[1]
+    real = load_split(data, split, size=size, root=root)
+    real_labels = _labels_1d(real)
+    check_compatible(real.images, images, real_name=f"{data} {split} split", fake_name=f"samples in {src}")
+    spec = f"domain:{data}" if extractor == "domain" else extractor
+    domain = None
+    if conditional or spec.startswith("domain:"):
+        if real_labels.ndim == 1:
+            domain = load_extractor(f"domain:{data}", device, size=size, root=root, progress=cfg.progress)
+    if extractor_obj is not None:
+        ext = extractor_obj
+    elif spec.startswith("domain:") and domain is not None and spec == f"domain:{data}":
+        ext = domain
+    else:
+        ext = load_extractor(spec, device, size=size, root=root, progress=cfg.progress)
+    train_images, train_desc = training_images(train_data, data, info, size, root)
+    result = evaluate_images(real.images, real_labels, images, labels, ext, cfg, train_images=train_images,
+                             domain=domain if conditional else None)
+    result.update({"samples": str(src), "dataset": data, "real_split": split, "train_data": train_desc,
+                   "run": info.get("run_dir") if info else None, "seconds": round(time.perf_counter() - t0, 1)})
+    out = Path(out) if out is not None else (src.parent if src.is_file() else src)
+    tag = extractor_tag(extractor)
+    json_path = write_json_atomic(out / f"metrics_{tag}.json", result)
+    md_path = write_text_atomic(out / f"metrics_{tag}.md",
+                                metrics_markdown(result, title=f"Sample quality: {src.name} vs {data} {split}"))
+    return result, json_path, md_path
+
+
+def utility_for_samples(samples: Path | None, data: str | None = None, n_per_class: int | None = None,
+                        subset_seed: int = 0, split: str = "test", cfg: UtilityConfig | None = None,
+                        out: Path | None = None, root: Path | None = None, size: int | None = None,
+                        real_indices: np.ndarray | None = None) -> tuple[dict, Path, Path]:
+    """Downstream-utility study for a sample folder (or real-only arms without samples); writes JSON and markdown.
+
+    The real training subset is, in order of preference: ``real_indices``; ``n_per_class`` drawn with
+    ``subset_seed`` from the training split; the run's recorded training indices; the full training split.
+    """
+    cfg = cfg or UtilityConfig()
+    syn, src, info = None, None, None
+    if samples is not None:
+        images, labels, src = load_samples(Path(samples))
+        syn = (images, labels)
+        info = run_info(src)
+        size = size or images.shape[1]
+    data = resolve_dataset(data, info, Path(samples) if samples else Path("."))
+    size = size or 28
+    train = load_split(data, "train", size=size, root=root)
+    test = load_split(data, split, size=size, root=root)
+    y_train = _labels_1d(train)
+    if real_indices is not None:
+        idx = np.asarray(real_indices, dtype=np.int64)
+        how = f"{len(idx)} given indices"
+    elif n_per_class is not None:
+        from qmedgen.evaluate.realdata import few_shot
+
+        idx = few_shot(y_train, n_per_class, subset_seed)
+        how = f"{n_per_class} per class, subset seed {subset_seed}"
+    elif info and "indices" in info and info.get("split", "train") == "train":
+        idx = np.asarray(info["indices"], dtype=np.int64)
+        how = f"the generator's training images ({len(idx)}, from {info['run_dir']})"
+    else:
+        idx = np.arange(len(train))
+        how = "full training split"
+    cfg = replace(cfg, extra={**cfg.extra, "real_subset": how})
+    result = run_utility((train.images[idx], y_train[idx]), (test.images, _labels_1d(test)), train.info.n_classes,
+                         train.info.task, syn, cfg, dataset=data)
+    result.update({"dataset": data, "split": split, "samples": str(src) if src else None})
+    out = Path(out) if out is not None else (src.parent if src is not None and src.is_file() else src)
+    if out is None:
+        raise ConfigError("utility without samples needs --out DIR")
+    json_path = write_json_atomic(out / "utility.json", result)
+    md = f"## Downstream utility on {data} ({split} split)\n\nReal training subset: {how}.\n\n" + utility_markdown(result)
+    return result, json_path, write_text_atomic(out / "utility.md", md)

@@ -1,0 +1,305 @@
+"""Circuit executors: drop-in replacements for :func:`qmedgen.quantum.expval` inside a trained model.
+
+Every model runs its circuits through ``qmedgen.quantum.QuantumLayer``, which calls ``layer.executor`` (when not
+None) with expval's signature ``(ansatz, inputs [..., n], weights [..., L, R, n], shots=None, generator=None)`` and
+expects ``[..., n]`` expectation values. :func:`use_executor` swaps it on every such layer of a model.
+
+* :class:`ExactExecutor`  -- exact expectation values (our simulator, shots ignored).
+* :class:`ShotsExecutor`  -- N-shot estimates sampled on our simulator (pure shot noise, no device noise).
+* :class:`AerExecutor`    -- qiskit-aer with the noise model of an IBM device model, on the circuit transpiled for
+  that device. The circuit of an ansatz is built and transpiled ONCE with free input and weight parameters; a call
+  submits ONE sampler job whose single pub carries all M = prod(leading dims) parameter bindings.
+* :class:`RuntimeExecutor` -- IBM Runtime primitives (SamplerV2 or EstimatorV2) on a real device through the saved
+  account, in batch or session mode with resilience options; given a fake backend it runs in the runtime's local
+  testing mode (offline), which is how it is tested.
+
+Qiskit executors are forward-only (inference): their outputs carry no gradient.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import nn
+
+from qmedgen.errors import ConfigError
+from qmedgen.hardware._qiskit import require
+from qmedgen.hardware.backends import circuit_stats, transpile_for
+from qmedgen.hardware.circuits import build_circuit, pauli_observables
+from qmedgen.quantum import Ansatz, expval
+
+Executor = Callable[..., torch.Tensor]
+
+
+def _flatten(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor):
+    n = ansatz.n_qubits
+    batch = torch.broadcast_shapes(inputs.shape[:-1], weights.shape[:-3])
+    x = inputs.detach().expand(*batch, n).reshape(-1, n)
+    w = weights.detach().expand(*batch, *ansatz.weight_shape).reshape(-1, *ansatz.weight_shape)
+    return batch, x.cpu().double().numpy(), w.cpu().double().numpy()
+
+
+class ExactExecutor:
+    """Exact expectation values, whatever shot count the layer asks for."""
+
+    name = "exact"
+
+    def __call__(self, ansatz, inputs, weights, shots=None, generator=None):
+        return expval(ansatz, inputs, weights)
+
+
+class ShotsExecutor:
+    """``shots``-sample estimates on our simulator (overrides the layer's own shot setting)."""
+
+    def __init__(self, shots: int, seed: int | None = 0) -> None:
+        if not isinstance(shots, int) or shots < 1:
+            raise ConfigError(f"shots must be a positive integer, got {shots!r}")
+        self.shots = shots
+        self.name = f"shots{shots}"
+        self._gen = torch.Generator().manual_seed(seed) if seed is not None else None
+
+    def __call__(self, ansatz, inputs, weights, shots=None, generator=None):
+        gen = generator if generator is not None else self._gen
+        if gen is not None and gen.device != inputs.device:
+            gen = None
+        return expval(ansatz, inputs, weights, shots=self.shots, generator=gen)
+
+
+class _QiskitExecutor:
+    """Shared machinery: one transpiled parameterised circuit per ansatz, cached; bindings chunked per job."""
+
+    primitive = "sampler"
+
+    def __init__(self, backend, shots: int, seed: int = 0, optimization_level: int = 3, chunk: int = 4096) -> None:
+        if not isinstance(shots, int) or shots < 1:
+            raise ConfigError(f"shots must be a positive integer, got {shots!r}")
+        self.backend = backend
+        self.shots = shots
+        self.seed = seed
+        self.optimization_level = optimization_level
+        self.chunk = chunk
+        self._cache: dict[Ansatz, tuple] = {}
+        self.n_jobs = 0
+        self.n_bindings = 0
+
+    def compiled(self, ansatz: Ansatz):
+        """(parameterised circuit, transpiled ISA circuit) for ``ansatz``, built on first use."""
+        if ansatz not in self._cache:
+            pc = build_circuit(ansatz, measure=self.primitive == "sampler")
+            isa = transpile_for(pc.circuit, self.backend, self.optimization_level, self.seed)
+            self._cache[ansatz] = (pc, isa)
+        return self._cache[ansatz]
+
+    def stats(self, ansatz: Ansatz) -> dict:
+        return circuit_stats(self.compiled(ansatz)[1])
+
+    def __call__(self, ansatz, inputs, weights, shots=None, generator=None):
+        batch, x, w = _flatten(ansatz, inputs, weights)
+        pc, isa = self.compiled(ansatz)
+        values = pc.binding_array(x, w)
+        out = [self._run(ansatz, pc, isa, values[i : i + self.chunk]) for i in range(0, len(values), self.chunk)]
+        ev = np.concatenate(out, axis=0) if out else np.zeros((0, ansatz.n_qubits))
+        dtype = torch.promote_types(inputs.dtype, weights.dtype)
+        return torch.as_tensor(ev, dtype=dtype, device=inputs.device).reshape(*batch, ansatz.n_qubits)
+
+    def _run(self, ansatz, pc, isa, values: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    @staticmethod
+    def _bits_to_expvals(data, n: int) -> np.ndarray:
+        bits = data.to_bool_array(order="little")  # [M, shots, num_clbits], column i = classical bit i = wire i
+        return 1.0 - 2.0 * bits[..., :n].mean(axis=-2)
+
+
+class AerExecutor(_QiskitExecutor):
+    """qiskit-aer sampling with the noise model of a device model (``noise=False``: ideal sampling, same circuit).
+
+    ``method`` is Aer's simulation method: "automatic" picks the state vector, which with a noise model samples
+    one noisy trajectory per shot (cost ~ shots x circuit); "matrix_product_state" can be faster for chain circuits.
+    """
+
+    def __init__(
+        self,
+        backend,
+        shots: int = 1024,
+        seed: int = 0,
+        noise: bool = True,
+        method: str = "automatic",
+        threads: int = 0,
+        optimization_level: int = 3,
+        chunk: int = 4096,
+    ) -> None:
+        super().__init__(backend, shots, seed, optimization_level, chunk)
+        require("qiskit_aer", "noisy Aer simulation")
+        from qiskit_aer.noise import NoiseModel
+        from qiskit_aer.primitives import SamplerV2
+
+        options = {"method": method, "max_parallel_threads": threads}
+        if noise:
+            options["noise_model"] = NoiseModel.from_backend(backend)
+        self.name = f"aer:{getattr(backend, 'name', backend)}:{shots}"
+        self._sampler = SamplerV2(default_shots=shots, seed=seed, options={"backend_options": options})
+
+    def _run(self, ansatz, pc, isa, values):
+        job = self._sampler.run([(isa, values)], shots=self.shots)
+        self.n_jobs += 1
+        self.n_bindings += len(values)
+        return self._bits_to_expvals(job.result()[0].data.meas, ansatz.n_qubits)
+
+
+class RuntimeExecutor(_QiskitExecutor):
+    """IBM Runtime SamplerV2/EstimatorV2 (real device, or a fake backend = local testing mode, offline).
+
+    ``execution``: "batch" (independent jobs, the default for inference), "session" (dedicated window), or "job".
+    ``resilience_level`` (estimator only: 0 none, 1 TREX readout mitigation, 2 + ZNE), ``twirling`` and
+    ``dynamical_decoupling`` are passed to the primitive's options; local mode ignores what it cannot emulate.
+    """
+
+    def __init__(
+        self,
+        backend,
+        shots: int = 1024,
+        seed: int = 0,
+        primitive: str = "sampler",
+        execution: str = "batch",
+        resilience_level: int | None = None,
+        twirling: bool = False,
+        dynamical_decoupling: bool = False,
+        optimization_level: int = 3,
+        chunk: int = 4096,
+    ) -> None:
+        if primitive not in ("sampler", "estimator"):
+            raise ConfigError(f"primitive must be 'sampler' or 'estimator', got {primitive!r}")
+        if execution not in ("batch", "session", "job"):
+            raise ConfigError(f"execution must be 'batch', 'session' or 'job', got {execution!r}")
+        self.primitive = primitive
+        super().__init__(backend, shots, seed, optimization_level, chunk)
+        self.runtime = require("qiskit_ibm_runtime", "IBM Runtime execution")
+        self.execution = execution
+        self.resilience_level = resilience_level
+        self.twirling = twirling
+        self.dynamical_decoupling = dynamical_decoupling
+        self.name = f"runtime:{getattr(backend, 'name', backend)}:{shots}"
+        self._mode = None
+        self.job_ids: list[str] = []
+
+    def _primitive(self):
+        rt = self.runtime
+        if self._mode is None:
+            if self.execution == "batch":
+                self._mode = rt.Batch(backend=self.backend)
+            elif self.execution == "session":
+                self._mode = rt.Session(backend=self.backend)
+            else:
+                self._mode = self.backend
+        if self.primitive == "sampler":
+            p = rt.SamplerV2(mode=self._mode)
+            p.options.default_shots = self.shots
+        else:
+            p = rt.EstimatorV2(mode=self._mode)
+            p.options.default_shots = self.shots
+            if self.resilience_level is not None:
+                p.options.resilience_level = self.resilience_level
+        if self.twirling:
+            p.options.twirling.enable_gates = True
+            p.options.twirling.enable_measure = True
+        if self.dynamical_decoupling:
+            p.options.dynamical_decoupling.enable = True
+        if hasattr(p.options, "simulator"):
+            p.options.simulator.seed_simulator = self.seed  # honoured in local testing mode only
+        return p
+
+    def _run(self, ansatz, pc, isa, values):
+        p = self._primitive()
+        if self.primitive == "sampler":
+            job = p.run([(isa, values)])
+        else:
+            obs = pauli_observables(ansatz, isa.layout)  # n observables
+            job = p.run([(isa, obs, values[:, None, :])])  # broadcast -> [M, n]
+        self.job_ids.append(str(job.job_id()))
+        self.n_jobs += 1
+        self.n_bindings += len(values)
+        result = job.result()[0]
+        if self.primitive == "sampler":
+            return self._bits_to_expvals(result.data.meas, ansatz.n_qubits)
+        return np.asarray(result.data.evs, dtype=np.float64)
+
+    def close(self) -> None:
+        if self._mode is not None and hasattr(self._mode, "close"):
+            self._mode.close()
+        self._mode = None
+
+
+class RecordingExecutor:
+    """Wraps an executor and accumulates its expectation-value errors against the exact values, per call."""
+
+    def __init__(self, inner: Executor, chunk: int = 256) -> None:
+        self.inner = inner
+        self.name = getattr(inner, "name", "executor")
+        self.chunk = chunk
+        self.abs_err_sum = 0.0
+        self.sq_err_sum = 0.0
+        self.max_abs_err = 0.0
+        self.count = 0
+        self.calls = 0
+
+    def __call__(self, ansatz, inputs, weights, shots=None, generator=None):
+        out = self.inner(ansatz, inputs, weights, shots=shots, generator=generator)
+        with torch.no_grad():
+            batch = out.shape[:-1]
+            n = ansatz.n_qubits
+            x = inputs.detach().expand(*batch, n).reshape(-1, n)
+            w = weights.detach().expand(*batch, *ansatz.weight_shape).reshape(-1, *ansatz.weight_shape)
+            flat = out.detach().reshape(-1, n)
+            for i in range(0, x.shape[0], self.chunk):
+                err = flat[i : i + self.chunk].double() - expval(ansatz, x[i : i + self.chunk], w[i : i + self.chunk]).double()
+                self.abs_err_sum += float(err.abs().sum())
+                self.sq_err_sum += float((err**2).sum())
+                self.max_abs_err = max(self.max_abs_err, float(err.abs().max()))
+                self.count += err.numel()
+        self.calls += 1
+        return out
+
+    def summary(self) -> dict:
+        c = max(self.count, 1)
+        return {
+            "expval_mae": self.abs_err_sum / c,
+            "expval_rmse": (self.sq_err_sum / c) ** 0.5,
+            "expval_max_abs_err": self.max_abs_err,
+            "n_expvals": self.count,
+            "n_calls": self.calls,
+        }
+
+
+def quantum_layers(model: nn.Module) -> list[nn.Module]:
+    """Every circuit layer in ``model``: ``QuantumLayer`` instances (or modules with ``ansatz`` + ``executor``)."""
+    try:
+        from qmedgen.quantum import QuantumLayer
+    except ImportError:  # the engine's layer not available: duck-type
+        QuantumLayer = ()  # noqa: N806
+    found = []
+    for m in model.modules():
+        if (QuantumLayer and isinstance(m, QuantumLayer)) or (hasattr(m, "ansatz") and hasattr(m, "executor")):
+            found.append(m)
+    return found
+
+
+@contextlib.contextmanager
+def use_executor(model: nn.Module, executor: Executor | None) -> Iterator[nn.Module]:
+    """Run every circuit of ``model`` through ``executor`` inside the ``with`` block; restores the old ones."""
+    layers = quantum_layers(model)
+    if not layers:
+        raise ConfigError(
+            f"{type(model).__name__} contains no QuantumLayer with an 'executor' hook: nothing to run on hardware"
+        )
+    old = [layer.executor for layer in layers]
+    try:
+        for layer in layers:
+            layer.executor = executor
+        yield model
+    finally:
+        for layer, ex in zip(layers, old):
+            layer.executor = ex

@@ -1,0 +1,172 @@
+"""Channel gates for the diffusion U-Net bottleneck: the paper's quantum gate and its two classical counterparts.
+
+``gate="quantum"`` (arXiv 2504.00034): global-average-pool the ``[B, C, h, w]`` bottleneck to ``[B, C]``,
+``Linear(C -> n_qubits)`` gives the RY encoding angles of a variational circuit (RY(x_i) encoding, ``depth`` layers
+of [RZ(w), RY(w) on every qubit, CNOT ladder i -> i+1], read <Z_i>), ``Linear(n_qubits -> C)`` maps the
+expectation values to one logit per channel, and the logits gate the bottleneck channel-wise. Unlike the public
+reference code, the circuit weights are live (RY rotations do not commute with the Z readout, so every weight
+moves <Z>) and nothing is detached: gradients reach the input projection, the circuit and the output projection.
+
+``gate="none"`` is the paper's classical counterpart (no gate at all). ``gate="matched-se"`` is a
+squeeze-and-excitation gate, ``Linear(C -> h) -> SiLU -> Linear(h -> C)``, whose hidden width ``h`` is chosen so that
+its parameter count is the nearest possible to the quantum gate's (:func:`matched_hidden_width`); it isolates
+"a small trainable gate" from "a quantum gate".
+
+The gate activation ``"tanh"`` computes ``h * (1 + tanh(z))``: the identity at z = 0 with range (0, 2), so an
+untrained gate does not halve the bottleneck; ``"sigmoid"`` is the classic SE form ``h * sigmoid(z)``. With
+``residual=True`` the output is ``h + h * g(z)`` (the gate only adds a modulation on top of an identity path).
+Both trained in our checks; ``"tanh"`` is the default because it starts at the identity.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from qmedgen.errors import ConfigError
+from qmedgen.quantum import Ansatz
+
+GATES = ("quantum", "none", "matched-se")
+ACTIVATIONS = ("tanh", "sigmoid")
+
+
+def bottleneck_ansatz(n_qubits: int, depth: int) -> Ansatz:
+    """The bottleneck circuit: RY encoding, depth x [RZ, RY] rotations + CNOT chain, <Z> readout."""
+    return Ansatz(
+        n_qubits=n_qubits, depth=depth, encoding="ry", rotations=("rz", "ry"), entangler="cnot-chain", observable="z"
+    )
+
+
+class _ExpvalCircuit(nn.Module):
+    """Fallback circuit module on :func:`qmedgen.quantum.expval`, used only when ``QuantumLayer`` is unavailable."""
+
+    def __init__(self, ansatz: Ansatz, shots: int | None = None) -> None:
+        super().__init__()
+        self.ansatz = ansatz
+        self.shots = shots
+        self.weights = nn.Parameter(torch.empty(ansatz.weight_shape).uniform_(-math.pi, math.pi))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from qmedgen.quantum import expval
+
+        return expval(self.ansatz, x, self.weights, shots=self.shots)
+
+
+def _circuit_layer(ansatz: Ansatz, shots: int | None) -> nn.Module:
+    """The engine's ``QuantumLayer`` (whose executor the hardware code can swap); the expval fallback otherwise."""
+    try:
+        from qmedgen.quantum import QuantumLayer  # type: ignore[attr-defined]
+    except ImportError:
+        return _ExpvalCircuit(ansatz, shots)
+    return QuantumLayer(ansatz, shots=shots)
+
+
+def _circuit_weights(layer: nn.Module) -> nn.Parameter:
+    """The trainable circuit-weight tensor of a circuit layer (the one parameter shaped like the ansatz weights)."""
+    for p in layer.parameters():
+        return p
+    raise RuntimeError("the circuit layer has no trainable weights")
+
+
+class _Gate(nn.Module):
+    """Shared gating arithmetic: ``h * g(z)`` or ``h + h * g(z)`` with one logit z per channel."""
+
+    def __init__(self, activation: str, residual: bool) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ConfigError(f"model.gate_activation must be one of {ACTIVATIONS}, got {activation!r}")
+        self.activation = activation
+        self.residual = residual
+
+    def _gate(self, h: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        g = 1.0 + torch.tanh(z) if self.activation == "tanh" else torch.sigmoid(z)
+        g = g.to(h.dtype)[:, :, None, None]
+        return h + h * g if self.residual else h * g
+
+
+class QuantumGate(_Gate):
+    """pool -> Linear(C -> n) -> VQC -> Linear(n -> C) -> channel gate (the paper's quantum bottleneck)."""
+
+    def __init__(
+        self,
+        channels: int,
+        n_qubits: int = 16,
+        depth: int = 3,
+        activation: str = "tanh",
+        residual: bool = False,
+        shots: int | None = None,
+    ) -> None:
+        super().__init__(activation, residual)
+        self.ansatz = bottleneck_ansatz(n_qubits, depth)
+        self.proj_in = nn.Linear(channels, n_qubits)
+        self.circuit = _circuit_layer(self.ansatz, shots)
+        self.proj_out = nn.Linear(n_qubits, channels)
+
+    @property
+    def circuit_weights(self) -> nn.Parameter:
+        return _circuit_weights(self.circuit)
+
+    @property
+    def shots(self) -> int | None:
+        return getattr(self.circuit, "shots", None)
+
+    @shots.setter
+    def shots(self, value: int | None) -> None:
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise ConfigError(f"bottleneck shots must be a positive integer or None, got {value!r}")
+        self.circuit.shots = value
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        pooled = h.float().mean(dim=(2, 3))
+        angles = self.proj_in(pooled)
+        q = self.circuit(angles).to(angles.dtype)
+        return self._gate(h, self.proj_out(q))
+
+
+class SEGate(_Gate):
+    """Squeeze-and-excitation gate: pool -> Linear(C -> hidden) -> SiLU -> Linear(hidden -> C) -> channel gate."""
+
+    def __init__(self, channels: int, hidden: int, activation: str = "tanh", residual: bool = False) -> None:
+        super().__init__(activation, residual)
+        self.proj_in = nn.Linear(channels, hidden)
+        self.proj_out = nn.Linear(hidden, channels)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        pooled = h.float().mean(dim=(2, 3))
+        return self._gate(h, self.proj_out(torch.nn.functional.silu(self.proj_in(pooled))))
+
+
+def quantum_gate_parameter_count(channels: int, n_qubits: int, depth: int) -> int:
+    """Parameters of :class:`QuantumGate`: two linear maps plus depth * 2 rotations * n_qubits circuit weights."""
+    return (channels * n_qubits + n_qubits) + depth * 2 * n_qubits + (n_qubits * channels + channels)
+
+
+def matched_hidden_width(channels: int, n_qubits: int, depth: int) -> int:
+    """SE hidden width whose parameter count, 2*C*h + h + C, is nearest to the quantum gate's."""
+    target = quantum_gate_parameter_count(channels, n_qubits, depth)
+    exact = (target - channels) / (2 * channels + 1)
+    candidates = {max(1, math.floor(exact)), max(1, math.ceil(exact))}
+    return min(candidates, key=lambda h: abs(2 * channels * h + h + channels - target))
+
+
+def make_gate(
+    kind: str,
+    channels: int,
+    n_qubits: int = 16,
+    depth: int = 3,
+    activation: str = "tanh",
+    residual: bool = False,
+    shots: int | None = None,
+) -> nn.Module | None:
+    """Build the bottleneck gate ``kind`` (``"quantum"``, ``"none"`` -> None, ``"matched-se"``)."""
+    if kind not in GATES:
+        raise ConfigError(f"model.gate must be one of {GATES}, got {kind!r}")
+    if kind == "none":
+        return None
+    if n_qubits < 1 or depth < 0:
+        raise ConfigError(f"model.n_qubits must be >= 1 and model.depth >= 0, got {n_qubits} and {depth}")
+    if kind == "quantum":
+        return QuantumGate(channels, n_qubits, depth, activation, residual, shots)
+    return SEGate(channels, matched_hidden_width(channels, n_qubits, depth), activation, residual)

@@ -1,0 +1,79 @@
+"""Conditional critic (WGAN-GP) and discriminator (BCE) with class projection, for MediQ-GAN.
+
+As in the MediQ-GAN code: stride-2 4x4 convolutions 64 -> 128 -> 256 -> 512 with LeakyReLU(0.2), global average
+pooling, a linear score plus a class-projection term ``<W h, embed(y)>`` (Miyato & Koyama 2018). No batch
+normalisation: the gradient penalty is taken per sample, and batch statistics would couple samples.
+
+Adapted to the input size: 28/32 px use 3 down-sampling convolutions (28 -> 14 -> 7 -> 3, 32 -> 16 -> 8 -> 4),
+64 px the paper's 4, 128 px 5 (the extra one keeps 512 channels), so the last map is at most 4x4 before pooling.
+The same network serves both losses; ``kind`` only records which loss it is trained with (``"wgan-gp"`` returns an
+unbounded score, ``"bce"`` a logit).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from qmedgen.errors import ConfigError
+
+CRITIC_KINDS = ("wgan-gp", "bce")
+_DOWNS = {28: 3, 32: 3, 64: 4, 128: 5}
+
+
+class ConditionalCritic(nn.Module):
+    """``critic(x, y) -> [B]`` scores; x ``[B, C, S, S]`` in ``[-1, 1]``, y int64 ``[B]``."""
+
+    def __init__(
+        self,
+        n_classes: int,
+        image_size: int = 64,
+        channels: int = 3,
+        widths: tuple[int, ...] = (64, 128, 256, 512),
+        embed_dim: int = 128,
+        kind: str = "wgan-gp",
+    ) -> None:
+        super().__init__()
+        if kind not in CRITIC_KINDS:
+            raise ConfigError(f"model.critic must be one of {CRITIC_KINDS}, got {kind!r}")
+        if image_size not in _DOWNS:
+            raise ConfigError(f"critic: image size must be one of {sorted(_DOWNS)}, got {image_size}")
+        if n_classes < 1:
+            raise ConfigError(f"critic: n_classes must be >= 1, got {n_classes}")
+        if not widths or any(w < 1 for w in widths):
+            raise ConfigError(f"model.critic_channels must be positive integers, got {widths}")
+        self.kind, self.n_classes, self.image_size = kind, n_classes, image_size
+        n_down = _DOWNS[image_size]
+        chans = [widths[min(i, len(widths) - 1)] for i in range(n_down)]
+        layers: list[nn.Module] = []
+        c_in = channels
+        for c_out in chans:
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            c_in = c_out
+        self.features = nn.Sequential(*layers)
+        self.score = nn.Linear(c_in, 1)
+        self.project = nn.Linear(c_in, embed_dim, bias=False)
+        self.embed = nn.Embedding(n_classes, embed_dim)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        h = self.features(x).mean(dim=(2, 3))
+        return self.score(h).squeeze(-1) + (self.project(h) * self.embed(y)).sum(-1)
+
+
+def gradient_penalty(
+    critic: nn.Module,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    y: torch.Tensor,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """WGAN-GP penalty ``E[(||grad_x D(x_hat, y)||_2 - 1)^2]`` on random interpolates (Gulrajani et al. 2017).
+
+    Computed in float32 outside autocast: the double backward is sensitive to half precision.
+    """
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=real.device, dtype=torch.float32)
+    x_hat = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
+    with torch.autocast(device_type=real.device.type, enabled=False):
+        score = critic(x_hat, y)
+    (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
+    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()

@@ -1,0 +1,388 @@
+"""The fast state-vector engine: Kronecker-block matmuls, precomputed entanglers, adjoint backward.
+
+Why it is fast
+--------------
+* Gate fusion (:mod:`qmedgen.quantum.gates`): between entanglers every qubit's gates multiply into one 2x2 matrix.
+  The first segment acts on |0...0>, so the state after it is a product state built by outer products (no pass).
+* Block matmuls: the per-qubit matrices of a segment are grouped into blocks of ~4 qubits; the Kronecker product
+  of a block (a 16x16 matrix per circuit) is applied with ONE batched matmul that reads the state as
+  ``[B, 16, rest]`` and writes ``[B, rest, 16]``. Writing the transposed product cyclically shifts the wire order
+  by the block size for free, so the next block is again the leading one and, after a full layer, the order is the
+  original one again (no permutes, no einsum copies).
+* Real arithmetic: RY, CZ, CNOT and the X-basis change (Hadamard) are real. When every gate after the first segment
+  is real (MediQ-GAN: RY layers + CZ, readout <X>), the real and imaginary parts of the state evolve independently
+  under the same real matrices, so they are simulated as a real batch of twice the size ("stacked" mode): real
+  GEMMs are ~2.5x faster than complex ones here. Otherwise ("complex" mode) torch's complex GEMM is used.
+* Entanglers: the CZ chain is one precomputed +-1 vector (in-place multiply); a CNOT chain or ring is one
+  precomputed permutation of basis indices (a gather).
+* Readout: everything is rotated to the measurement basis inside the last segment, so <P_i> = sum_k p_k z_i(k) is
+  computed from two marginals of the probabilities (top and bottom halves of the wires): no per-qubit passes.
+
+Why it is lean (adjoint method)
+-------------------------------
+The forward keeps only the final state. The backward starts from lambda = H_g psi (H_g = sum_i g_i Z_i, g the
+incoming gradient) and walks the circuit backwards, un-applying each block (M^dagger) to both psi and lambda; the
+gradient of a block matrix is 2 lambda_after psi_before^dagger (a small [16, 16] matmul). Peak memory is about five
+copies of the batch state (see :mod:`qmedgen.quantum.memory`), independent of depth. The block-matrix gradients
+flow to the angles by ordinary autograd through the tiny matrix construction.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+
+from qmedgen.quantum.gates import complex_dtype
+
+BLOCK_QUBITS = 4  # ~16x16 blocks: fastest measured for real and complex GEMMs on CPU (see benchmarks/RESULTS.md)
+
+
+def block_sizes(n: int, k: int = BLOCK_QUBITS) -> tuple[int, ...]:
+    """Split n wires into ceil(n/k) contiguous blocks of near-equal size (larger blocks first)."""
+    m = max(1, -(-n // k))
+    base, extra = divmod(n, m)
+    return tuple(base + 1 if i < extra else base for i in range(m))
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The static structure of one simulation (shapes only, no tensors)."""
+
+    n: int
+    blocks: tuple[int, ...]
+    entangler: str  # "cz-chain" | "cnot-chain" | "cnot-ring" | "none"
+    n_layers: int  # segments after the product-state preparation
+    trailing: bool  # an entangler after the last segment
+    mode: str  # "real" | "stacked" | "complex"
+    batch: int  # flattened number of circuits
+    return_probs: bool = False
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Cached constants (per n, dtype, device)
+
+
+def _bits(n: int, device: torch.device) -> torch.Tensor:
+    """``[2**n, n]`` int64 bits of every basis index, wire 0 = most significant."""
+    idx = torch.arange(2**n, device=device)
+    shifts = torch.arange(n - 1, -1, -1, device=device)
+    return (idx.unsqueeze(-1) >> shifts) & 1
+
+
+@functools.lru_cache(maxsize=32)
+def cz_signs(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """The CZ chain as a diagonal: ``[2**n]`` of (-1)^(sum_i b_i b_{i+1})."""
+    b = _bits(n, device)
+    parity = (b[:, :-1] & b[:, 1:]).sum(-1) & 1
+    return (1 - 2 * parity).to(dtype)
+
+
+@functools.lru_cache(maxsize=32)
+def cnot_permutation(n: int, ring: bool, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(forward, inverse)`` gather indices: ``new = old[forward]`` applies the CNOT chain (ring), ``old =
+    new[inverse]`` undoes it. Each CNOT is an involution, so the inverse map applies the gates in reverse order."""
+    pairs = [(i, i + 1) for i in range(n - 1)] + ([(n - 1, 0)] if ring and n > 1 else [])
+
+    def image(order):
+        b = _bits(n, device).clone()
+        for c, t in order:
+            b[:, t] ^= b[:, c]
+        weights = 2 ** torch.arange(n - 1, -1, -1, device=device)
+        return (b * weights).sum(-1)
+
+    f = image(pairs)  # basis state j goes to f[j]
+    # new[f[j]] = old[j]  =>  new = old[f^-1];  old = new[f]
+    return image(list(reversed(pairs))), f
+
+
+@functools.lru_cache(maxsize=32)
+def z_signs(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``[2**n, n]`` eigenvalues +-1 of Z_i on every basis state."""
+    return (1 - 2 * _bits(n, device)).to(dtype)
+
+
+def split_wires(n: int) -> tuple[int, int]:
+    """Readout split: <Z> of the top a wires from one marginal, of the bottom b wires from the other."""
+    a = n // 2
+    return a, n - a
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Kernels on the state x: [Bt, 2**n] (real, stacked re/im, or complex), wire order = original between layers.
+
+
+def kron_vectors(vs: list[torch.Tensor]) -> torch.Tensor:
+    """Kronecker product of ``[..., d_j]`` vectors (first = most significant)."""
+    out = vs[0]
+    for v in vs[1:]:
+        out = (out.unsqueeze(-1) * v.unsqueeze(-2)).flatten(-2)
+    return out
+
+
+def kron_matrices(ms: torch.Tensor) -> torch.Tensor:
+    """``[..., k, 2, 2]`` -> ``[..., 2**k, 2**k]``: U_0 (x) U_1 (x) ... (x) U_{k-1}."""
+    out = ms[..., 0, :, :]
+    for j in range(1, ms.shape[-3]):
+        m = ms[..., j, :, :]
+        d = out.shape[-1] * 2
+        out = (out[..., :, None, :, None] * m[..., None, :, None, :]).reshape(*out.shape[:-2], d, d)
+    return out
+
+
+def apply_blocks(x: torch.Tensor, mats: list[torch.Tensor], buf: torch.Tensor | None = None):
+    """Apply one block matrix per block, each to the leading wires; returns ``(x, spare_buffer)``.
+
+    ``S^T M^T = (M S)^T`` writes the result with the block's wires moved last, so the next block leads.
+    With ``buf`` the two buffers ping-pong (no allocation); without, plain autograd-friendly ops.
+    """
+    bt, size = x.shape
+    for m in mats:
+        d = m.shape[-1]
+        s = x.view(bt, d, size // d)
+        if buf is None:
+            x = torch.matmul(s.mT, m.mT).reshape(bt, size)
+        else:
+            torch.matmul(s.mT, m.mT, out=buf.view(bt, size // d, d))
+            x, buf = buf, x
+    return x, buf
+
+
+def unapply_block(x: torch.Tensor, m: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
+    """Inverse of one block of :func:`apply_blocks` (M^dagger, wires rotated back) written into ``buf``."""
+    bt, size = x.shape
+    d = m.shape[-1]
+    torch.matmul(m.mH, x.view(bt, size // d, d).mT, out=buf.view(bt, d, size // d))
+    return buf
+
+
+def apply_entangler(x: torch.Tensor, plan: Plan, buf: torch.Tensor | None = None, inverse: bool = False):
+    """Apply (or undo) the entangler; returns ``(x, spare_buffer)``. CZ in place (it is its own inverse)."""
+    if plan.entangler == "cz-chain":
+        sign = cz_signs(plan.n, x.real.dtype if x.is_complex() else x.dtype, x.device)
+        if buf is None:
+            return x * sign, buf
+        x.mul_(sign)
+        return x, buf
+    fwd, inv = cnot_permutation(plan.n, plan.entangler == "cnot-ring", x.device)
+    idx = inv if inverse else fwd
+    if buf is None:
+        return x.index_select(1, idx), buf
+    torch.index_select(x, 1, idx, out=buf)
+    return buf, x
+
+
+def probabilities_from_state(x: torch.Tensor, plan: Plan) -> torch.Tensor:
+    """``[B, 2**n]`` outcome probabilities of the final (measurement-basis) state."""
+    if plan.mode == "complex":
+        return torch.view_as_real(x).square().sum(-1)
+    p = x.square()
+    if plan.mode == "stacked":
+        b = plan.batch
+        p = p[:b] + p[b:]
+    return p
+
+
+def expectations(p: torch.Tensor, n: int) -> torch.Tensor:
+    """<Z_i> for all wires from probabilities ``[B, 2**n]`` via two marginals (no per-wire pass)."""
+    a, b = split_wires(n)
+    pv = p.view(p.shape[0], 2**a, 2**b)
+    parts = []
+    if a:
+        parts.append(pv.sum(2) @ z_signs(a, p.dtype, p.device))
+    parts.append(pv.sum(1) @ z_signs(b, p.dtype, p.device))
+    return torch.cat(parts, dim=-1)
+
+
+def adjoint_seed(x: torch.Tensor, g: torch.Tensor, plan: Plan, out: torch.Tensor) -> torch.Tensor:
+    """lambda = H_g x with H_g = sum_i g_i Z_i (diagonal), without materialising the diagonal."""
+    n = plan.n
+    a, b = split_wires(n)
+    real = g.dtype
+    dt = z_signs(b, real, g.device) @ g[:, a:].T  # [2**b, B]
+    if plan.mode == "stacked":
+        g2 = torch.cat([g, g])
+        dt = torch.cat([dt, dt], dim=1)
+    else:
+        g2 = g
+    bt = x.shape[0]
+    xv, ov = x.view(bt, 2**a, 2**b), out.view(bt, 2**a, 2**b)
+    torch.mul(xv, dt.T.unsqueeze(1), out=ov)
+    if a:
+        dtop = g2[:, :a] @ z_signs(a, real, g.device).T  # [Bt, 2**a]
+        ov.addcmul_(xv, dtop.unsqueeze(-1).to(x.dtype))
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def _prepare(plan: Plan, vecs, mats):
+    """Initial product state and the per-block matrices broadcast to the simulated batch."""
+    b = plan.batch
+    psi = kron_vectors([v.expand(b, v.shape[-1]) for v in vecs])
+    if plan.mode == "stacked":
+        x = torch.cat([psi.real, psi.imag]).contiguous()
+        reps = 2
+    else:
+        x = psi.contiguous()
+        reps = 1
+    del psi
+    layers = []
+    for layer in mats:
+        blocks = []
+        for m in layer:
+            m = m.expand(b, *m.shape[-2:])
+            if reps == 2:
+                m = torch.cat([m, m])
+            blocks.append(m.contiguous())
+        layers.append(blocks)
+    return x, layers
+
+
+def forward_state(plan: Plan, vecs, mats, buffered: bool) -> torch.Tensor:
+    """The final state ``[Bt, 2**n]``; ``buffered`` uses two ping-pong buffers (inside the adjoint Function)."""
+    x, layers = _prepare(plan, vecs, mats)
+    buf = torch.empty_like(x) if buffered and (layers or plan.entangler.startswith("cnot")) else None
+    for blocks in layers:
+        x, buf = apply_entangler(x, plan, buf)
+        x, buf = apply_blocks(x, blocks, buf)
+    if plan.trailing:
+        x, buf = apply_entangler(x, plan, buf)
+    return x
+
+
+class AdjointExpval(torch.autograd.Function):
+    """<Z_i> of the final state with the adjoint-method backward (see module docstring).
+
+    Inputs: ``plan``, then ``len(plan.blocks)`` product-state block vectors ``[B or 1, d]``, then for each later
+    segment ``len(plan.blocks)`` block matrices ``[B or 1, d, d]``. Output ``[B, n]`` (and, with
+    ``plan.return_probs``, the non-differentiable probabilities ``[B, 2**n]``).
+    """
+
+    @staticmethod
+    def forward(ctx, plan: Plan, *tensors):
+        m = len(plan.blocks)
+        vecs, flat = list(tensors[:m]), tensors[m:]
+        mats = [list(flat[j * m : (j + 1) * m]) for j in range(plan.n_layers)]
+        x = forward_state(plan, vecs, mats, buffered=True)
+        p = probabilities_from_state(x, plan)
+        e = expectations(p, plan.n)
+        ctx.plan = plan
+        if any(ctx.needs_input_grad[1:]):
+            ctx.state = x
+            ctx.vecs = [v.detach() for v in vecs]
+            ctx.mats = [[mm.detach() for mm in layer] for layer in mats]
+            ctx.used = False
+        if plan.return_probs:
+            ctx.mark_non_differentiable(p)
+            return e, p
+        del p
+        return e
+
+    @staticmethod
+    def backward(ctx, g, *unused):
+        plan: Plan = ctx.plan
+        if ctx.used:
+            raise RuntimeError("qmedgen's adjoint backward reuses its saved state and can run only once per forward")
+        ctx.used = True
+        m = len(plan.blocks)
+        need = ctx.needs_input_grad[1:]
+        need_vec = any(need[:m])
+        need_mat = [any(need[m + j * m : m + (j + 1) * m]) for j in range(plan.n_layers)]
+        grads_mats: list[list[torch.Tensor | None]] = [[None] * m for _ in range(plan.n_layers)]
+        _, layers = _prepare(plan, ctx.vecs, ctx.mats)
+        phi = ctx.state
+        g = g.to(phi.real.dtype if phi.is_complex() else phi.dtype)
+        spare_phi = torch.empty_like(phi)
+        lam = adjoint_seed(phi, g, plan, torch.empty_like(phi))
+        spare_lam = torch.empty_like(phi)
+        if plan.trailing:
+            phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
+            lam, spare_lam = apply_entangler(lam, plan, spare_lam, inverse=True)
+        for j in range(plan.n_layers, 0, -1):
+            mat_earlier = any(need_mat[: j - 1])
+            if not (need_mat[j - 1] or mat_earlier or need_vec):
+                break
+            blocks = layers[j - 1]
+            for i in range(m - 1, -1, -1):
+                mat = blocks[i]
+                if need_mat[j - 1] or mat_earlier:  # psi before this block: for its gradient or earlier ones
+                    phi, spare_phi = unapply_block(phi, mat, spare_phi), phi
+                if need_mat[j - 1]:
+                    grads_mats[j - 1][i] = _block_grad(lam, phi, mat.shape[-1], plan)
+                if (need_mat[j - 1] and i > 0) or mat_earlier or need_vec:
+                    lam, spare_lam = unapply_block(lam, mat, spare_lam), lam
+            if mat_earlier:
+                phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
+            if mat_earlier or need_vec:
+                lam, spare_lam = apply_entangler(lam, plan, spare_lam, inverse=True)
+        del phi, spare_phi, ctx.state
+        grads_vecs: list[torch.Tensor | None] = [None] * m
+        if need_vec:
+            if plan.mode == "stacked":
+                b = plan.batch
+                lam0 = torch.complex(lam[:b], lam[b:])
+            else:
+                lam0 = lam
+            del lam, spare_lam
+            grads_vecs = _product_state_grads(lam0, ctx.vecs, plan.batch)
+        out = []
+        for v, gv in zip(ctx.vecs, grads_vecs):
+            out.append(_reduce(gv, v))
+        for layer, glayer in zip(ctx.mats, grads_mats):
+            for mm, gm in zip(layer, glayer):
+                out.append(_reduce(gm, mm))
+        return (None, *out)
+
+
+def _block_grad(lam: torch.Tensor, phi: torch.Tensor, d: int, plan: Plan) -> torch.Tensor:
+    """dL/dM = 2 lambda_after psi_before^dagger, summed over the rest of the wires (and re/im when stacked)."""
+    bt, size = phi.shape
+    lam_after = lam.view(bt, size // d, d)
+    phi_before = phi.view(bt, d, size // d)
+    gm = torch.matmul(lam_after.mT, phi_before.mH if phi.is_complex() else phi_before.mT)
+    if plan.mode == "stacked":
+        gm = gm[: plan.batch] + gm[plan.batch :]
+    return 2 * gm
+
+
+def _reduce(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | None:
+    """Sum a per-circuit gradient over circuits the input was broadcast to; match its dtype (real inputs)."""
+    if grad is None:
+        return None
+    if like.shape[0] == 1 and grad.shape[0] != 1:
+        grad = grad.sum(0, keepdim=True)
+    if not like.is_complex() and grad.is_complex():
+        grad = grad.real
+    return grad.to(like.dtype)
+
+
+def _product_state_grads(lam: torch.Tensor, vecs: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
+    """Gradients of psi = v_0 (x) ... (x) v_{m-1} given lambda (dL = 2 Re <lambda|d psi>).
+
+    grad v_b = 2 sum over the other blocks' indices of lambda * conj(prod_{c != b} v_c), computed with a running
+    left contraction so that lambda is read only about twice.
+    """
+    vs = [v.expand(batch, v.shape[-1]).to(lam.dtype) for v in vecs]
+    if lam.is_complex():
+        vs = [v.conj() for v in vs]
+    m = len(vs)
+    suffix: list[torch.Tensor] = [None] * m  # type: ignore[list-item]
+    suffix[m - 1] = torch.ones(batch, 1, dtype=lam.dtype, device=lam.device)
+    for b in range(m - 2, -1, -1):
+        suffix[b] = kron_vectors([vs[b + 1], suffix[b + 1]])
+    grads = []
+    left = lam
+    for b in range(m):
+        d = vs[b].shape[-1]
+        lv = left.reshape(batch, d, -1)
+        grads.append(2 * (lv @ suffix[b].unsqueeze(-1)).squeeze(-1))
+        if b < m - 1:
+            left = (vs[b].unsqueeze(1) @ lv).squeeze(1)
+    return grads
+
+
+def complex_if(t: torch.Tensor, flag: bool) -> torch.Tensor:
+    return t.to(complex_dtype(t.dtype)) if flag and not t.is_complex() else t

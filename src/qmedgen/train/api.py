@@ -1,0 +1,180 @@
+"""Python API for training and sampling; the CLI and the benchmark harness are thin layers over it.
+
+>>> run_dir = train("mediqgan", ["data.name=embedded-retinamnist", "train.steps=100"])   # doctest: +SKIP
+>>> sample(run_dir, n_per_class=50, out=run_dir / "samples-50")                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from qmedgen.config import apply_overrides, from_dict, load_yaml
+from qmedgen.errors import ConfigError, UserError
+from qmedgen.fileio import read_json, write_json
+from qmedgen.images import to_uint8, write_samples
+from qmedgen.train import checkpoint as ckpt
+from qmedgen.train.distributed import Dist, resolve_device
+from qmedgen.train.loop import DataSpec, Family, Trainer, iterate_labels, run_training
+from qmedgen.train.registry import FAMILIES, get_family
+
+Overrides = Sequence[str] | Mapping[str, Any]
+
+
+def list_presets() -> list[str]:
+    """Names of the presets shipped in ``qmedgen/presets`` (``qmedgen train NAME`` accepts them)."""
+    root = resources.files("qmedgen") / "presets"
+    if not root.is_dir():
+        return []
+    return sorted(p.name[: -len(".yaml")] for p in root.iterdir() if p.name.endswith(".yaml"))
+
+
+def _preset_data(name: str) -> dict[str, Any]:
+    path = resources.files("qmedgen") / "presets" / f"{name}.yaml"
+    with resources.as_file(path) as p:
+        return load_yaml(p)
+
+
+def resolve_config(target: str, overrides: Overrides = ()) -> tuple[Family, Any]:
+    """A model name, a preset name or a YAML file, plus overrides -> (family, validated config)."""
+    if target in FAMILIES:
+        family_name, data = target, {}
+    else:
+        if target in list_presets():
+            data = _preset_data(target)
+            where = f"preset {target!r}"
+        elif target.endswith((".yaml", ".yml")) or Path(target).is_file():
+            data = load_yaml(target)
+            where = str(target)
+        else:
+            raise ConfigError(
+                f"unknown model, preset or config file {target!r}. Models: {', '.join(sorted(FAMILIES))}; "
+                f"presets: {', '.join(list_presets()) or 'none'}"
+            )
+        family_name = data.pop("family", None)
+        if family_name not in FAMILIES:
+            raise ConfigError(f"{where}: top-level key 'family' must be one of {sorted(FAMILIES)}, got {family_name!r}")
+    family = get_family(family_name)
+    data = apply_overrides(data, overrides)
+    data.pop("family", None)
+    return family, from_dict(family.config_cls, data)
+
+
+def train(
+    model: str,
+    overrides: Overrides = (),
+    run_root: str | Path | None = None,
+    progress: bool = True,
+    resume: str | Path | None = None,
+) -> Path:
+    """Train a model (name, preset or YAML) with overrides; returns the run directory.
+
+    ``resume`` continues an existing run from its latest checkpoint (the saved config is used; only
+    ``train.steps`` may be raised).
+    """
+    if resume is not None:
+        saved = read_json(Path(resume) / "config.json")
+        family = get_family(saved.pop("family"))
+        data = apply_overrides(saved, overrides)
+        config = from_dict(family.config_cls, data)
+    else:
+        family, config = resolve_config(model, overrides)
+    if run_root is not None:
+        config.train.out_dir = str(run_root)
+    return run_training(family, config, resume=resume, progress=progress)
+
+
+def load_run(
+    run_dir: str | Path, checkpoint: str | int = "latest", device: str = "auto", dist: Dist | None = None
+) -> Trainer:
+    """Rebuild a run's trainer (networks only, no training data) with the weights of one checkpoint."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise UserError(f"{run_dir} is not a run directory (no config.json)")
+    saved = read_json(run_dir / "config.json")
+    family = get_family(saved.pop("family"))
+    config = from_dict(family.config_cls, saved)
+    spec = DataSpec.from_json(read_json(run_dir / "indices.json"))
+    dist = dist or Dist()
+    trainer = family.trainer_cls(config, spec, resolve_device(device, dist), dist, None)
+    path = ckpt.find_checkpoint(run_dir / "checkpoints", checkpoint)
+    ckpt.load_checkpoint(path, trainer.modules(), restore_rng=False)
+    for module in trainer.modules().values():
+        module.eval()
+    return trainer
+
+
+def sample_labels(spec: DataSpec, n_per_class: int | None = None, n: int | None = None) -> torch.Tensor:
+    """Class ids to generate: ``n_per_class`` of every trained class, or ``n`` spread evenly over them."""
+    if (n_per_class is None) == (n is None):
+        raise ConfigError("give exactly one of n_per_class and n")
+    classes = list(spec.class_ids)
+    if n_per_class is not None:
+        if n_per_class < 1:
+            raise ConfigError(f"n_per_class must be >= 1, got {n_per_class}")
+        return torch.tensor([c for c in classes for _ in range(n_per_class)], dtype=torch.long)
+    if n < 1:
+        raise ConfigError(f"n must be >= 1, got {n}")
+    return torch.tensor([classes[i % len(classes)] for i in range(n)], dtype=torch.long).sort().values
+
+
+def sample(
+    run_dir: str | Path,
+    n_per_class: int | None = None,
+    out: str | Path | None = None,
+    n: int | None = None,
+    batch_size: int = 100,
+    seed: int = 0,
+    checkpoint: str | int = "latest",
+    device: str = "auto",
+    progress: bool = False,
+    **opts: Any,
+) -> Path:
+    """Generate images from a trained run into ``out`` (class folders of PNGs plus ``samples.npz``).
+
+    Under torchrun each rank generates its shard of the labels and rank 0 writes everything.
+    """
+    from tqdm.auto import tqdm
+
+    from qmedgen.train import distributed
+
+    run_dir = Path(run_dir)
+    dist = distributed.init(device)
+    trainer = load_run(run_dir, checkpoint, device, dist)
+    labels = sample_labels(trainer.spec, n_per_class, n)
+    mine = labels[dist.local_slice(len(labels))]
+    g = torch.Generator(device=trainer.device).manual_seed(seed * 1000 + dist.rank)
+    torch.manual_seed(seed * 1000 + dist.rank)
+    chunks = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(mine), disable=not (progress and dist.is_main), desc="sampling", unit="img")
+    with torch.no_grad():
+        for lab in iterate_labels(mine, batch_size):
+            chunks.append(torch.from_numpy(to_uint8(trainer.sample(lab.to(trainer.device), generator=g, **opts))))
+            bar.update(len(lab))
+    bar.close()
+    images = torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.uint8)
+    images = dist.all_gather_tensor(images.to(trainer.device)).cpu()
+    out = Path(out) if out is not None else run_dir / f"samples-{len(labels)}"
+    if dist.is_main:
+        write_samples(images.numpy(), labels.numpy().astype(np.int64), out)
+        write_json(
+            out / "sampling.json",
+            {
+                "run_dir": str(run_dir),
+                "checkpoint": str(checkpoint),
+                "n_images": len(labels),
+                "seed": seed,
+                "options": opts,
+                "seconds": time.perf_counter() - t0,
+                "world_size": dist.world_size,
+            },
+        )
+    dist.barrier()
+    return out

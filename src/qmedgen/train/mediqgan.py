@@ -1,0 +1,333 @@
+"""Training MediQ-GAN: conditional WGAN-GP (or BCE) with n_critic, per-group learning rates, prototypes.
+
+One training step (= one "iteration" of the paper's code = one real batch):
+
+1. ``n_critic`` critic updates on that real batch, each against fresh fakes generated under ``torch.no_grad``
+   (no generator graph is built for critic steps); WGAN-GP: ``D(fake) - D(real) + gp_weight * GP`` (Gulrajani
+   et al. 2017, lambda 10); BCE: ``softplus(-D(real)) + softplus(D(fake))``. Optional DiffAugment on both.
+2. one generator update: ``-D(G(z, y))`` (BCE: non-saturating ``softplus(-D)``) plus the prototype separation
+   regulariser; the critic's parameters are frozen meanwhile. Generator groups have their own learning rates
+   (encoder, decoder, quantum circuits, prototypes; Adam betas (0.5, 0.999)); the critic uses Adam (0, 0.9).
+3. optional EMA of the generator weights (used for sampling); the adaptive noise bound when prototypes are off.
+
+The **adaptive noise bound** (MosaiQ, Silver et al. 2023; used by MediQ-GAN without prototypes): latents are drawn
+from U(0, ub) with ``ub = pi/8 + (5 pi / 8) * ReLU(tanh(R - R0))``, ``R = L_D / L_G``. WGAN losses are signed and
+can cross zero, so R is taken on magnitudes, ``R = |L_D| / max(|L_G|, 1e-8)``, and smoothed by an exponential
+moving average (``gan.noise_ratio_momentum``) so one noisy step cannot swing the bound. While the critic's loss is
+small relative to the generator's (R < R0, the critic is winning or the game is balanced) ub stays at pi/8; when
+it grows past R0, the input range widens up to 3 pi / 4 to spread the generator's inputs. It is updated after
+each step and stored with the weights (``generator.noise_bound``) and the checkpoint (the moving average).
+
+Run directories, checkpoints, resume, progress bars, NaN checks and DDP come from :mod:`qmedgen.train.loop`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from qmedgen.config import option
+from qmedgen.errors import ConfigError
+from qmedgen.models.critic import ConditionalCritic, gradient_penalty
+from qmedgen.models.mediqgan import MediQGANGenerator, ModelConfig
+from qmedgen.models.prototypes import class_mean_features, load_prototypes, resolve_extractor, save_prototypes
+from qmedgen.train.loop import DataSpec, TrainingData
+from qmedgen.train.loop import Trainer as LoopTrainer
+from qmedgen.train.sections import DataConfig, TrainConfig
+
+
+@dataclass
+class OptimConfig:
+    lr_encoder: float = option(1e-4, min=0.0, help="Adam lr of the label embedding, encoder and stream convs")
+    lr_decoder: float = option(1e-4, min=0.0, help="Adam lr of the quantum projection, decoder and skip paths")
+    lr_quantum: float = option(0.3, min=0.0, help="Adam lr of the circuit weights (authors' code: 0.3)")
+    lr_matched_mlp: float | None = option(None, min=0.0, help="lr of the matched-MLP counterpart (default lr_encoder)")
+    lr_prototypes: float = option(1e-4, min=0.0, help="Adam lr of prototypes, their MLP and sigmas")
+    g_betas: list[float] = option([0.5, 0.999], help="Adam betas of the generator groups")
+    lr_critic: float = option(2e-4, min=0.0, help="Adam lr of the critic")
+    d_betas: list[float] = option([0.0, 0.9], help="Adam betas of the critic")
+    grad_clip: float | None = option(None, min=0.0, help="clip gradient norms (per update) at this value")
+
+    def validate(self) -> None:
+        for name in ("g_betas", "d_betas"):
+            betas = getattr(self, name)
+            if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+                raise ConfigError(f"optim.{name} must be two numbers in [0, 1), got {betas}")
+
+
+@dataclass
+class GANConfig:
+    n_critic: int = option(3, min=1, help="critic updates per generator update")
+    gp_weight: float = option(10.0, min=0.0, help="WGAN-GP gradient-penalty weight (wgan-gp critic only)")
+    diffaugment: str = option("", help="DiffAugment policy for real and fake, e.g. 'translation,cutout,color' ('' off)")
+    ema: bool = option(False, help="keep an exponential moving average of the generator for sampling")
+    ema_decay: float = option(0.999, min=0.0, max=1.0, help="EMA decay per step")
+    noise_bound_r0: float = option(1.0, help="R0 of the adaptive noise bound (prototypes off)")
+    noise_ratio_momentum: float = option(0.9, min=0.0, max=0.999, help="smoothing of R = |L_D| / |L_G|")
+    prototype_batch_size: int = option(64, min=1, help="batch size of the warm-start feature extraction")
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
+
+    def validate(self) -> None:
+        if self.data.size not in (28, 32, 64, 128):
+            raise ConfigError(f"data.size: MediQ-GAN generates 28, 32, 64 or 128 px images, got {self.data.size}")
+        if self.gan.diffaugment:
+            from qmedgen.data.diffaugment import parse_policy
+
+            parse_policy(self.gan.diffaugment)
+
+
+def adaptive_noise_bound(ratio: float, r0: float) -> float:
+    """MosaiQ's ``pi/8 + (5 pi / 8) * ReLU(tanh(R - R0))``."""
+    return math.pi / 8 + 5 * math.pi / 8 * max(0.0, math.tanh(ratio - r0))
+
+
+def warm_start_prototypes(cfg: ModelConfig, spec: DataSpec, data: TrainingData | None, batch_size: int = 64,
+                          progress: bool = True) -> torch.Tensor | None:
+    """The prototypes' initial values per ``model.prototypes.init`` (None: random, drawn by the model)."""
+    pc = cfg.prototypes
+    if not pc.enabled or pc.init == "random":
+        return None
+    if pc.init == "file":
+        values, _ = load_prototypes(pc.file)
+        if values.shape[0] != spec.n_classes:
+            raise ConfigError(
+                f"{pc.file}: {values.shape[0]} prototypes, but {spec.dataset} has {spec.n_classes} classes"
+            )
+    else:
+        if data is None:  # rebuilt for sampling: the checkpoint supplies the values
+            return None
+        extractor = resolve_extractor(pc.extractor, data.images.device)
+        images, labels = data.images, data.labels
+        if pc.max_images_per_class is not None:
+            keep = torch.cat([torch.nonzero(labels == c).flatten()[: pc.max_images_per_class]
+                              for c in labels.unique()])
+            images, labels = images[keep.sort().values], labels[keep.sort().values]
+        values = class_mean_features(extractor, images, labels.cpu(), spec.n_classes, batch_size=batch_size,
+                                     progress=progress, allow_missing=True)
+    if values.shape[1] != pc.dim:
+        raise ConfigError(
+            f"the prototype features are {values.shape[1]}-d but model.prototypes.dim={pc.dim}; set "
+            f"model.prototypes.dim={values.shape[1]} (it must be known to rebuild the model for sampling)"
+        )
+    return values
+
+
+class Trainer(LoopTrainer):
+    """MediQ-GAN trainer plugged into :func:`qmedgen.train.loop.run_training`."""
+
+    family = "mediqgan"
+
+    def __init__(self, config: Config, spec: DataSpec, device: torch.device, dist=None,
+                 data: TrainingData | None = None) -> None:
+        super().__init__(config, spec, device, dist, data)
+        m, o, g = config.model, config.optim, config.gan
+        if spec.size not in (28, 32, 64, 128):
+            raise ConfigError(f"data.size: MediQ-GAN generates 28, 32, 64 or 128 px images, got {spec.size}")
+        proto = warm_start_prototypes(m, spec, data, g.prototype_batch_size, progress=self.dist.is_main)
+        self.generator = MediQGANGenerator(m, spec.n_classes, spec.size, spec.channels, prototype_init=proto)
+        self.generator.to(device)
+        self.critic = ConditionalCritic(spec.n_classes, spec.size, spec.channels, tuple(m.critic_channels),
+                                        m.critic_embed_dim, kind=m.critic).to(device)
+        self.ema: MediQGANGenerator | None = None
+        if g.ema:
+            self.ema = copy.deepcopy(self.generator).requires_grad_(False)
+        lrs = {"encoder": o.lr_encoder, "decoder": o.lr_decoder, "quantum": o.lr_quantum,
+               "matched_mlp": o.lr_encoder if o.lr_matched_mlp is None else o.lr_matched_mlp,
+               "prototypes": o.lr_prototypes}
+        groups = [{"params": ps, "lr": lrs[name], "name": name}
+                  for name, ps in self.generator.param_groups().items() if ps]
+        self.opt_g = torch.optim.Adam(groups, betas=tuple(o.g_betas))
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=o.lr_critic, betas=tuple(o.d_betas))
+        self.ratio_ema: float | None = None
+        self._uses_noise_bound = not m.prototypes.enabled and m.latent_noise == "adaptive-uniform"
+
+    # ---- loop interface ---------------------------------------------------------------------------------
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        mods: dict[str, torch.nn.Module] = {"generator": self.generator, "critic": self.critic}
+        if self.ema is not None:
+            mods["generator_ema"] = self.ema
+        return mods
+
+    def optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        return {"generator": self.opt_g, "critic": self.opt_d}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"ratio_ema": self.ratio_ema}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.ratio_ema = state.get("ratio_ema")
+
+    def parameter_counts(self) -> dict[str, int]:
+        counts = super().parameter_counts()
+        q = self.generator.quantum_parameter_count
+        counts["quantum_stream"], counts["circuit_equivalent"] = q["actual"], q["circuit_equivalent"]
+        return counts
+
+    def _latent(self, y: torch.Tensor) -> torch.Tensor:
+        # drawn as this rank's slice of the global batch (identical to one process with the same global batch)
+        shape = (y.shape[0], self.config.model.latent_dim)
+        eps = self.local_rand(*shape) if self._uses_noise_bound else self.local_randn(*shape)
+        return self.generator.sample_latent(y, eps=eps)
+
+    def _augment(self, x: torch.Tensor) -> torch.Tensor:
+        policy = self.config.gan.diffaugment
+        if not policy:
+            return x
+        from qmedgen.data.diffaugment import diff_augment
+
+        return diff_augment(x, policy)
+
+    def train_step(self, step: int) -> dict[str, float]:
+        del step
+        cfg = self.config
+        wgan = cfg.model.critic == "wgan-gp"
+        real, y = self.data.next_batch(cfg.train.batch_size)
+        real_aug_needed = bool(cfg.gan.diffaugment)
+        clip = cfg.optim.grad_clip
+
+        # ---- critic: fakes without a generator graph
+        for _ in range(cfg.gan.n_critic):
+            with torch.no_grad(), self.autocast():
+                fake = self.generator(self._latent(y), y)
+            real_in = self._augment(real) if real_aug_needed else real
+            fake_in = self._augment(fake)
+            with self.autocast():
+                d_real = self.critic(real_in, y).float()
+                d_fake = self.critic(fake_in, y).float()
+            if wgan:
+                gp = gradient_penalty(self.critic, real_in, fake_in, y) if cfg.gan.gp_weight > 0 else d_real.new_zeros(())
+                loss_d = d_fake.mean() - d_real.mean() + cfg.gan.gp_weight * gp
+            else:
+                gp = d_real.new_zeros(())
+                loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+            self.optimize(loss_d, self.opt_d, clip=clip)
+
+        # ---- generator
+        self.critic.requires_grad_(False)
+        try:
+            with self.autocast():
+                fake = self.generator(self._latent(y), y)
+                d_gen = self.critic(self._augment(fake), y).float()
+            adv = -d_gen.mean() if wgan else F.softplus(-d_gen).mean()
+            reg = adv.new_zeros(())
+            if self.generator.prototypes is not None:
+                pc = cfg.model.prototypes
+                reg = self.generator.prototypes.separation_loss(pc.reg_weight, pc.reg_margin)
+            loss_g = adv + reg
+            self.optimize(loss_g, self.opt_g, clip=clip)
+        finally:
+            self.critic.requires_grad_(True)
+
+        if self.ema is not None:
+            self._update_ema()
+        metrics = {
+            "loss_d": float(loss_d.detach()),
+            "loss_g": float(adv.detach()),
+            "gp": float(gp.detach()),
+            "proto_reg": float(reg.detach()),
+        }
+        if wgan:
+            metrics["w_dist"] = float((d_real.mean() - d_fake.mean()).detach())
+        if self._uses_noise_bound:
+            metrics["noise_bound"] = self._update_noise_bound(metrics["loss_d"], metrics["loss_g"])
+        if self.generator.skips is not None:
+            metrics["skip_scale"] = float(self.generator.skips.scales.detach().abs().mean())
+        return metrics
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = self.config.gan.ema_decay
+        for pe, p in zip(self.ema.parameters(), self.generator.parameters()):
+            pe.lerp_(p, 1 - decay)
+        for be, b in zip(self.ema.buffers(), self.generator.buffers()):
+            be.copy_(b)
+
+    def _update_noise_bound(self, loss_d: float, loss_g: float) -> float:
+        ratio = abs(loss_d) / max(abs(loss_g), 1e-8)
+        mom = self.config.gan.noise_ratio_momentum
+        self.ratio_ema = ratio if self.ratio_ema is None else mom * self.ratio_ema + (1 - mom) * ratio
+        ub = adaptive_noise_bound(self.ratio_ema, self.config.gan.noise_bound_r0)
+        self.generator.set_noise_bound(ub)
+        if self.ema is not None:
+            self.ema.set_noise_bound(ub)
+        return ub
+
+    def sample(self, labels: torch.Tensor, generator: torch.Generator | None = None, use_ema: bool = True,
+               **opts: Any) -> torch.Tensor:
+        if opts:
+            raise ConfigError(f"MediQ-GAN sampling has no option(s) {sorted(opts)} (those are diffusion options)")
+        model = self.ema if (use_ema and self.ema is not None) else self.generator
+        with torch.no_grad(), self.autocast():
+            z = model.sample_latent(labels, generator=generator)
+            return model(z, labels).float()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# `qmedgen prototypes`
+
+
+def register_commands(sub: argparse._SubParsersAction) -> None:
+    """Adds ``qmedgen prototypes``: class-mean features of a dataset (subset) saved for model.prototypes.file."""
+    p = sub.add_parser(
+        "prototypes",
+        help="compute MediQ-GAN class prototypes (class-mean extractor features) and save them",
+        description="Compute per-class mean features of a local pretrained extractor over a dataset split or "
+        "few-shot subset, and save them as a .safetensors prototype file for model.prototypes.file "
+        "(with model.prototypes.init=file).",
+    )
+    p.add_argument("--data", required=True, help="dataset name (qmedgen data list) or folder:PATH")
+    p.add_argument("--data-root", help="directory holding the dataset files")
+    p.add_argument("--split", default="train", help="train | val | test | all (default train)")
+    p.add_argument("--size", type=int, default=64, help="image size the extractor sees (default 64)")
+    p.add_argument("--n-per-class", type=int, help="few-shot: images per class (as the training subset)")
+    p.add_argument("--n-train", type=int, help="few-shot: total images (as the training subset)")
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of the few-shot draw (as data.subset_seed)")
+    p.add_argument("--extractor", default="inception", help="inception (default), domain:<dataset> or a .pt file")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--out", required=True, help="output file (.safetensors)")
+    p.set_defaults(func=cmd_prototypes)
+
+
+def cmd_prototypes(args: argparse.Namespace) -> int:
+    from qmedgen.config import from_dict
+    from qmedgen.train.distributed import Dist, resolve_device
+    from qmedgen.train.loop import load_training_data
+
+    if not str(args.out).endswith(".safetensors"):
+        raise ConfigError(f"--out must name a .safetensors file, got {args.out}")
+    data_cfg = from_dict(DataConfig, {
+        "name": args.data, "root": args.data_root, "split": args.split, "size": args.size,
+        "n_per_class": args.n_per_class, "n_total": args.n_train, "subset_seed": args.subset_seed,
+    }, path="data")
+    dist = Dist()
+    device = resolve_device(args.device, dist)
+    data = load_training_data(data_cfg, device, dist, seed=0)
+    extractor = resolve_extractor(args.extractor, device)
+    values = class_mean_features(extractor, data.images, data.labels.cpu(), data.spec.n_classes,
+                                 batch_size=args.batch_size, progress=True, allow_missing=True)
+    counts = torch.bincount(data.labels.cpu(), minlength=data.spec.n_classes).tolist()
+    path = save_prototypes(args.out, values, {
+        "dataset": args.data, "split": args.split, "size": args.size, "extractor": args.extractor,
+        "n_per_class": args.n_per_class, "n_total": args.n_train, "subset_seed": args.subset_seed,
+        "class_counts": counts,
+    })
+    print(f"prototypes {tuple(values.shape)} from {len(data.labels)} images (per class {counts}) -> {path}")
+    print(f"train with: --set model.prototypes.init=file --set model.prototypes.file={path} "
+          f"--set model.prototypes.dim={values.shape[1]}")
+    return 0

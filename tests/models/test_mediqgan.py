@@ -1,0 +1,251 @@
+"""MediQ-GAN generator: shapes for every option, gradients, rank of the readout, counterparts, bad configs."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qmedgen.config import from_dict
+from qmedgen.errors import ConfigError
+from qmedgen.models.critic import ConditionalCritic, gradient_penalty
+from qmedgen.models.mediqgan import MediQGANGenerator, ModelConfig
+from qmedgen.models.mediqgan_quantum import MatchedMLP, mediqgan_ansatz, subgenerator_sites
+from qmedgen.quantum import expval
+
+TINY = {
+    "latent_dim": 8,
+    "feature_channels": 8,
+    "split_ratio": 0.5,
+    "n_subgenerators": 2,
+    "n_qubits": 4,
+    "depth": 2,
+    "quantum_channels": 4,
+    "skip_channels": 4,
+    "critic_channels": [8, 8, 8, 8, 8],
+    "critic_embed_dim": 8,
+    "prototypes": {"init": "random", "dim": 12, "hidden": 16},
+}
+WIDTHS = {28: [16, 8], 32: [16, 8], 64: [16, 8, 8], 128: [16, 8, 8, 8]}
+
+
+def tiny(size: int = 28, **over) -> tuple[ModelConfig, MediQGANGenerator]:
+    data = {**TINY, "decoder_channels": WIDTHS[size], **over}
+    if "prototypes" in over:
+        data["prototypes"] = {**TINY["prototypes"], **over["prototypes"]}
+    cfg = from_dict(ModelConfig, data)
+    torch.manual_seed(0)
+    return cfg, MediQGANGenerator(cfg, n_classes=3, image_size=size, channels=3)
+
+
+@pytest.mark.parametrize("size", [28, 32, 64, 128])
+@pytest.mark.parametrize("decoder", ["style2", "vanilla"])
+def test_image_shapes_and_range(size, decoder):
+    _, g = tiny(size, decoder=decoder)
+    y = torch.tensor([0, 2])
+    x = g(g.sample_latent(y), y)
+    assert x.shape == (2, 3, size, size)
+    assert torch.isfinite(x).all() and x.abs().max() <= 1
+    critic = ConditionalCritic(3, size, 3, widths=(8, 8, 8, 8, 8), embed_dim=8)
+    assert critic(x, y).shape == (2,)
+
+
+@pytest.mark.parametrize(
+    "over",
+    [
+        {"readout": "all"},
+        {"n_subgenerators": 0},
+        {"quantum_stream": "matched-mlp"},
+        {"quantum_stream": "matched-mlp", "readout": "all"},
+        {"skip_connections": False},
+        {"prototypes": {"enabled": False}},
+        {"prototypes": {"enabled": False}, "latent_noise": "normal", "skip_connections": True},
+        {"encoder": "linear"},
+        {"n_subgenerators": 16, "split_ratio": 0.25},
+    ],
+)
+def test_option_shapes(over):
+    cfg, g = tiny(32, **over)
+    y = torch.tensor([0, 1, 2])
+    z = g.sample_latent(y)
+    assert z.shape == (3, cfg.latent_dim)
+    s = g.streams(z, y)
+    q_ch = 0 if cfg.n_subgenerators == 0 else cfg.quantum_channels
+    assert s["classical"].shape == (3, cfg.feature_channels - cfg.quantum_split, 8, 8)
+    assert s["quantum"].shape == (3, q_ch, 8, 8)
+    assert s["fused"].shape[1] == s["classical"].shape[1] + q_ch
+    assert g(z, y).shape == (3, 3, 32, 32)
+    if cfg.n_subgenerators == 0:
+        assert g.quantum_layer is None and g.param_groups()["quantum"] == []
+
+
+def test_latent_without_prototypes_respects_adaptive_bound():
+    _, g = tiny(28, prototypes={"enabled": False})
+    g.set_noise_bound(0.3)
+    z = g.sample_latent(torch.zeros(500, dtype=torch.long))
+    assert z.min() >= 0 and z.max() < 0.3 and z.max() > 0.25
+
+
+def test_sites_follow_reference():
+    assert subgenerator_sites(3).tolist() == [0, 8, 15]
+    assert subgenerator_sites(5).tolist() == [0, 4, 8, 11, 15]
+    assert subgenerator_sites(16).tolist() == list(range(16))
+    assert subgenerator_sites(1).tolist() == [0]
+
+
+def test_circuit_map_is_the_engine_circuit():
+    _, g = tiny(28)
+    layer = g.quantum_layer
+    assert layer.weight.shape == (2, 2, 1, 4)  # [K, depth, rotations, n]
+    assert 0 <= layer.weight.min() and layer.weight.max() < 1  # U[0, 1) as the reference code
+    angles = torch.randn(5, 2, 4)
+    ref = expval(mediqgan_ansatz(4, 2), angles, layer.weight)
+    torch.testing.assert_close(g.circuit_map(angles), ref)
+    # each sub-generator has its own circuit: perturbing circuit 1 leaves circuit 0's outputs unchanged
+    with torch.no_grad():
+        layer.weight[1] += 0.5
+    out = g.circuit_map(angles)
+    torch.testing.assert_close(out[:, 0], ref[:, 0])
+    assert not torch.allclose(out[:, 1], ref[:, 1])
+
+
+def test_readout_placed_at_sites():
+    _, g = tiny(28, n_subgenerators=2)  # sites 0 and 15
+    y = torch.tensor([0])
+    z = g.sample_latent(y)
+    f = g._encode(z, y)
+    vals = g.circuit_map(g._angles(f)).mean(-1)  # [1, K]
+    with torch.no_grad():
+        g.quantum_proj.weight.fill_(1.0)
+        g.quantum_proj.bias.zero_()
+        g.base = 4  # read the 4x4 grid itself (interpolation to 4x4 is the identity)
+        q = g._quantum_stream(f)[0, 0]
+    expected = torch.zeros(16)
+    expected[0], expected[15] = vals[0, 0], vals[0, 1]
+    torch.testing.assert_close(q.flatten(), expected)
+
+
+def _quantum_jacobian_rank(readout: str) -> int:
+    _, g = tiny(28, readout=readout, n_subgenerators=2, prototypes={"enabled": False}, latent_noise="normal")
+    g = g.double()
+    y = torch.tensor([1])
+    z = torch.randn(1, g.cfg.latent_dim, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda v: g.streams(v, y)["quantum"].flatten(), z)
+    return int(torch.linalg.matrix_rank(jac.reshape(jac.shape[0], -1), rtol=1e-7))
+
+
+def test_mean_readout_caps_rank_at_k():
+    assert _quantum_jacobian_rank("mean") <= 2
+    assert _quantum_jacobian_rank("all") > 2
+
+
+@pytest.mark.parametrize("k,n,depth", [(3, 16, 6), (5, 16, 8), (2, 4, 2), (1, 8, 3)])
+def test_matched_mlp_parameter_count(k, n, depth):
+    mlp = MatchedMLP(k, n, target_params=depth * n)
+    count = sum(p.numel() for p in mlp.parameters())
+    target = k * depth * n
+    assert abs(count - target) <= k * (n + 0.5)  # nearest hidden width: within half a unit per sub-generator
+    if (k, n, depth) == (3, 16, 6):
+        assert count == 297  # h = 3: 3 * 3 * 33, vs 288 circuit weights (3 %)
+    out = mlp(torch.randn(4, k, n))
+    assert out.shape == (4, k, n) and out.abs().max() <= 1
+
+
+def test_matched_counterpart_reports_counts():
+    _, g = tiny(28, quantum_stream="matched-mlp")
+    counts = g.quantum_parameter_count
+    assert counts["circuit_equivalent"] == 2 * 2 * 4
+    assert abs(counts["actual"] - counts["circuit_equivalent"]) <= 2 * 4.5
+    assert g.quantum_layer is None and len(g.param_groups()["matched_mlp"]) == 3
+
+
+def test_gradients_reach_circuits_prototypes_and_skips():
+    _, g = tiny(28)
+    y = torch.tensor([0, 1, 2, 1])
+    x = g(g.sample_latent(y), y)
+    loss = x.square().mean() + g.prototypes.separation_loss()
+    loss.backward()
+    groups = {name: p for name, p in g.named_parameters()}
+    for name in ["quantum_layer.weight", "prototypes.prototypes", "prototypes.sigma_raw", "skips.scales"]:
+        grad = groups[name].grad
+        assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+    assert (groups["skips.scales"].grad != 0).all()
+    for name, p in groups.items():
+        assert p.grad is not None, f"{name} gets no gradient"
+
+
+def test_param_groups_partition_parameters():
+    _, g = tiny(28)
+    groups = g.param_groups()
+    ids = [id(p) for ps in groups.values() for p in ps]
+    assert len(ids) == len(set(ids)) == len(list(g.parameters()))
+    assert [p.shape for p in groups["quantum"]] == [torch.Size([2, 2, 1, 4])]
+    assert any(p is g.skips.scales for p in groups["decoder"])
+    torch.testing.assert_close(g.skips.scales.detach(), torch.full((2,), 0.05))
+
+
+def test_seeded_construction_and_sampling_are_deterministic():
+    _, a = tiny(28)
+    _, b = tiny(28)
+    for pa, pb in zip(a.state_dict().values(), b.state_dict().values()):
+        torch.testing.assert_close(pa, pb)
+    y = torch.tensor([0, 1])
+    xa = a(a.sample_latent(y, generator=torch.Generator().manual_seed(3)), y, noise=False)
+    xb = b(b.sample_latent(y, generator=torch.Generator().manual_seed(3)), y, noise=False)
+    torch.testing.assert_close(xa, xb)
+
+
+def test_noise_injection_switch():
+    _, g = tiny(28)
+    with torch.no_grad():
+        for m in g.modules():
+            if m.__class__.__name__ == "NoiseInjection":
+                m.weight.fill_(0.5)
+    y = torch.tensor([0])
+    z = g.sample_latent(y)
+    torch.testing.assert_close(g(z, y, noise=False), g(z, y, noise=False))
+    assert not torch.allclose(g(z, y), g(z, y))
+
+
+@pytest.mark.parametrize(
+    "over,match",
+    [
+        ({"split_ratio": 0.0}, "split_ratio"),
+        ({"split_ratio": 1.0}, "split_ratio"),
+        ({"n_subgenerators": 17}, "n_subgenerators"),
+        ({"readout": "median"}, "readout"),
+        ({"quantum_stream": "mlp"}, "quantum_stream"),
+        ({"circuit_init_high": 0.0}, "circuit_init_high"),
+        ({"decoder_channels": [8]}, "decoder_channels"),
+        ({"prototypes": {"sigma_min": 0.9}}, "sigma"),
+        ({"prototypes": {"init": "file"}}, "prototypes.file"),
+        ({"n_qubit": 4}, "Did you mean 'n_qubits'"),
+    ],
+)
+def test_bad_config_values_are_clear(over, match):
+    data = {**TINY, "decoder_channels": WIDTHS[28], **over}
+    if "prototypes" in over:
+        data["prototypes"] = {**TINY["prototypes"], **over["prototypes"]}
+    with pytest.raises(ConfigError, match=match):
+        cfg = from_dict(ModelConfig, data)
+        MediQGANGenerator(cfg, n_classes=3, image_size=28)
+
+
+def test_bad_image_size():
+    cfg = from_dict(ModelConfig, TINY)
+    with pytest.raises(ConfigError, match="image size"):
+        MediQGANGenerator(cfg, n_classes=3, image_size=48)
+
+
+@pytest.mark.parametrize("kind", ["wgan-gp", "bce"])
+def test_critic_and_gradient_penalty(kind):
+    critic = ConditionalCritic(3, 28, 3, widths=(8, 8, 8), embed_dim=8, kind=kind)
+    real, fake = torch.rand(4, 3, 28, 28) * 2 - 1, torch.rand(4, 3, 28, 28) * 2 - 1
+    y = torch.tensor([0, 1, 2, 0])
+    gp = gradient_penalty(critic, real, fake, y)
+    assert gp.dim() == 0 and torch.isfinite(gp) and gp >= 0
+    gp.backward()
+    assert all(p.grad is not None for p in critic.features.parameters())
+    # the class projection makes the score depend on the label
+    assert not torch.allclose(critic(real, y), critic(real, (y + 1) % 3))
+    with pytest.raises(ConfigError, match="critic"):
+        ConditionalCritic(3, 28, 3, kind="hinge")

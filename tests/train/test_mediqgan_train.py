@@ -1,0 +1,198 @@
+"""MediQ-GAN training through the shared loop: finite losses, resume after a kill, determinism, CLI, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from qmedgen.cli import main as cli_main
+from qmedgen.errors import ConfigError, UserError
+from qmedgen.train import api
+from qmedgen.train import mediqgan as mq
+
+TINY = [
+    "data.name=embedded-retinamnist",
+    "train.batch_size=4",
+    "train.sample_every=0",
+    "train.grid_per_class=1",
+    "train.log_every=1",
+    "model.latent_dim=8",
+    "model.feature_channels=8",
+    "model.split_ratio=0.5",
+    "model.n_subgenerators=2",
+    "model.n_qubits=4",
+    "model.depth=2",
+    "model.quantum_channels=4",
+    "model.skip_channels=4",
+    "model.decoder_channels=[8,8]",
+    "model.critic_channels=[8,8,8]",
+    "model.critic_embed_dim=8",
+    "model.prototypes.init=random",
+    "model.prototypes.dim=8",
+    "model.prototypes.hidden=8",
+    "gan.n_critic=2",
+]
+
+
+def _train(tmp_path, *extra, steps=2, **kw):
+    return api.train("mediqgan", [*TINY, f"train.steps={steps}", *extra], run_root=tmp_path, progress=False, **kw)
+
+
+def _weights(run_dir, step=None):
+    ckpts = sorted((run_dir / "checkpoints").glob("step-*"))
+    path = ckpts[-1] if step is None else run_dir / "checkpoints" / f"step-{step:08d}"
+    return load_file(str(path / "weights.safetensors"))
+
+
+def _metrics(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        [],
+        ["model.critic=bce", "gan.ema=true", "gan.diffaugment=translation,cutout,color"],
+        ["model.prototypes.enabled=false", "model.quantum_stream=matched-mlp"],
+        ["model.n_subgenerators=0", "model.decoder=vanilla", "model.skip_connections=false"],
+    ],
+)
+def test_one_step_on_embedded_data_gives_finite_losses(tmp_path, extra):
+    run = _train(tmp_path, *extra, steps=1)
+    (m,) = _metrics(run)
+    for key in ("loss_d", "loss_g", "gp", "proto_reg"):
+        assert math.isfinite(m[key]), key
+    if "model.prototypes.enabled=false" in extra:
+        assert math.pi / 8 <= m["noise_bound"] <= 3 * math.pi / 4
+    assert (run / "samples" / "grid-step-00000001.png").is_file()
+    weights = _weights(run)
+    assert all(torch.isfinite(t).all() for t in weights.values())
+    if "gan.ema=true" in extra:
+        assert any(k.startswith("generator_ema.") for k in weights)
+
+
+def test_kill_and_resume_gives_identical_parameters(tmp_path, monkeypatch):
+    full = _train(tmp_path / "a", "train.checkpoint_every=2", "model.prototypes.enabled=false", steps=4)
+
+    original = mq.Trainer.train_step
+
+    def dying(self, step):
+        if step == 3:
+            raise KeyboardInterrupt  # killed during step 4, after the checkpoint at step 2 (and step 3 done)
+        return original(self, step)
+
+    monkeypatch.setattr(mq.Trainer, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "b", "train.checkpoint_every=2", "model.prototypes.enabled=false", steps=4)
+    monkeypatch.setattr(mq.Trainer, "train_step", original)
+    (killed,) = sorted((tmp_path / "b").iterdir())
+    assert [p.name for p in sorted((killed / "checkpoints").glob("step-*"))] == ["step-00000002"]
+    resumed = api.train("mediqgan", run_root=tmp_path / "b", progress=False, resume=killed)
+    assert resumed == killed
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    assert [m["loss_d"] for m in _metrics(full)] == [m["loss_d"] for m in _metrics(resumed)]
+
+
+def test_seed_determinism(tmp_path):
+    a = _weights(_train(tmp_path / "a", "train.seed=3"))
+    b = _weights(_train(tmp_path / "b", "train.seed=3"))
+    c = _weights(_train(tmp_path / "c", "train.seed=4"))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_critic_steps_build_no_generator_graph(tmp_path):
+    family, config = api.resolve_config("mediqgan", [*TINY, "train.steps=1", "gan.n_critic=3"])
+    from qmedgen.train.distributed import Dist
+    from qmedgen.train.loop import load_training_data
+
+    device = torch.device("cpu")
+    data = load_training_data(config.data, device, Dist(), 0)
+    trainer = family.trainer_cls(config, data.spec, device, Dist(), data)
+    calls = []
+    trainer.generator.register_forward_hook(lambda m, i, o: calls.append(o.requires_grad))
+    trainer.train_step(0)
+    assert calls == [False, False, False, True]
+    # the circuit weights and the prototypes move during the generator update
+    before = trainer.generator.quantum_layer.weight.detach().clone()
+    protos = trainer.generator.prototypes.prototypes.detach().clone()
+    trainer.train_step(1)
+    assert not torch.equal(before, trainer.generator.quantum_layer.weight)
+    assert not torch.equal(protos, trainer.generator.prototypes.prototypes)
+    groups = {g["name"]: g["lr"] for g in trainer.opt_g.param_groups}
+    assert groups == {"encoder": 1e-4, "quantum": 0.3, "prototypes": 1e-4, "decoder": 1e-4}
+    assert trainer.opt_d.defaults["betas"] == (0.0, 0.9) and trainer.opt_g.defaults["betas"] == (0.5, 0.999)
+
+
+def test_adaptive_noise_bound_formula():
+    assert mq.adaptive_noise_bound(0.5, 1.0) == pytest.approx(math.pi / 8)
+    assert mq.adaptive_noise_bound(1.0, 1.0) == pytest.approx(math.pi / 8)
+    assert mq.adaptive_noise_bound(100.0, 1.0) == pytest.approx(math.pi / 8 + 5 * math.pi / 8)
+    assert mq.adaptive_noise_bound(1.5, 1.0) == pytest.approx(math.pi / 8 + 5 * math.pi / 8 * math.tanh(0.5))
+
+
+class _TinyExtractor(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x.mean(dim=(2, 3)), x.std(dim=(2, 3))], dim=1)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_prototypes_command_and_file_warm_start(tmp_path):
+    ext = tmp_path / "ext.pt"
+    torch.jit.script(_TinyExtractor()).save(str(ext))
+    out = tmp_path / "protos.safetensors"
+    rc = cli_main(["prototypes", "--data", "embedded-retinamnist", "--size", "28", "--extractor", str(ext),
+                   "--n-per-class", "3", "--device", "cpu", "--out", str(out)])
+    assert rc == 0 and out.is_file()
+    values = load_file(str(out))["prototypes"]
+    assert values.shape == (5, 6)
+    run = _train(tmp_path / "runs", "model.prototypes.init=file", f"model.prototypes.file={out}",
+                 "model.prototypes.dim=6", steps=1)
+    # the extractor path in training gives the same warm start as the command (same images: pooled few-shot)
+    run2 = _train(tmp_path / "runs", "model.prototypes.init=extractor", f"model.prototypes.extractor={ext}",
+                  "model.prototypes.dim=6", "data.n_per_class=3", "train.steps=1", steps=1)
+    assert torch.isfinite(_weights(run)["generator.prototypes.prototypes"]).all()
+    assert torch.isfinite(_weights(run2)["generator.prototypes.prototypes"]).all()
+    with pytest.raises(ConfigError, match=r"model.prototypes.dim=6"):
+        _train(tmp_path / "runs", "model.prototypes.init=file", f"model.prototypes.file={out}", steps=1)
+
+
+def test_missing_extractor_is_a_clear_error(tmp_path):
+    with pytest.raises(UserError, match="init=random"):
+        _train(tmp_path, "model.prototypes.init=extractor", f"model.prototypes.extractor={tmp_path / 'no.pt'}")
+
+
+@pytest.mark.parametrize(
+    "override,match",
+    [
+        ("gan.n_critic=0", "gan.n_critic"),
+        ("gan.n_critc=2", "Did you mean 'n_critic'"),
+        ("gan.diffaugment=rotate", "rotate"),
+        ("optim.g_betas=[0.5]", "g_betas"),
+        ("model.split_ratio=0.01", "split_ratio"),
+        ("data.size=224", "data.size"),
+        ("model.critic=hinge", "model.critic"),
+    ],
+)
+def test_bad_config_values_are_clear(override, match):
+    with pytest.raises(ConfigError, match=match):
+        api.resolve_config("mediqgan", [*TINY, override])
+
+
+def test_sample_from_run(tmp_path):
+    run = _train(tmp_path, "gan.ema=true", steps=1)
+    out = api.sample(run, n_per_class=2, out=tmp_path / "s", batch_size=3)
+    import numpy as np
+
+    with np.load(out / "samples.npz") as f:
+        assert f["images"].shape == (10, 28, 28, 3) and f["images"].dtype == np.uint8
+        assert f["labels"].tolist() == [c for c in range(5) for _ in range(2)]
+    with pytest.raises(ConfigError, match="diffusion"):
+        api.sample(run, n_per_class=1, out=tmp_path / "s2", sampler="ddim")
