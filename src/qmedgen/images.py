@@ -44,9 +44,7 @@ def save_png(image: np.ndarray, path: str | Path, scale: int = 1) -> Path:
     return path
 
 
-def save_class_grid(
-    images: np.ndarray, labels: np.ndarray, class_names: list[str], path: str | Path, scale: int = 2
-) -> Path:
+def class_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], scale: int = 2) -> Image.Image:
     """One row per class (labelled on the left), images of that class along the row."""
     rows = []
     per_row = max(int((labels == k).sum()) for k in range(len(class_names))) if len(labels) else 1
@@ -70,9 +68,16 @@ def save_class_grid(
     row_h = body_img.height / len(rows)
     for i, (name, _) in enumerate(rows):
         draw.text((4, int(i * row_h + row_h / 2 - 6)), name[:14], fill="black")
+    return canvas
+
+
+def save_class_grid(
+    images: np.ndarray, labels: np.ndarray, class_names: list[str], path: str | Path, scale: int = 2
+) -> Path:
+    """Write :func:`class_grid` as a PNG, atomically."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        canvas.save(tmp, format="PNG")
+        class_grid(images, labels, class_names, scale).save(tmp, format="PNG")
     return path
 
 

@@ -44,7 +44,7 @@ def test_altered_png_is_detected(tmp_path, monkeypatch):
     monkeypatch.setattr(embedded, "EMBEDDED_DIR", copy)
     embedded._load_split.cache_clear()
     try:
-        with pytest.raises(DataError, match="bloodmnist_28_train.png"):
+        with pytest.raises(DataError, match=r"bloodmnist_28_train\.png"):
             load_dataset("embedded-bloodmnist")
     finally:
         embedded._load_split.cache_clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -86,5 +88,7 @@ def test_decode_cache_is_reused_and_invalidated(tmp_path, isolated_data_dirs):
     cached = list((isolated_data_dirs / "cache" / "folders").glob("*.npz"))
     assert len(cached) == 1
     assert np.array_equal(load_dataset(f"folder:{root}", size=8).images, first.images)
-    _img(root / "cat_a" / "0.png", value=200)  # changed file -> new key
+    changed = _img(root / "cat_a" / "0.png", value=200)  # changed file -> new key (mtime bumped explicitly)
+    st = changed.stat()
+    os.utime(changed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     assert not np.array_equal(load_dataset(f"folder:{root}", size=8).images, first.images)

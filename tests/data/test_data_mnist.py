@@ -70,7 +70,7 @@ def test_truncated_idx_and_truncated_gzip(tmp_path):
 
 
 def test_missing_files_and_bad_split(tmp_path):
-    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz"):
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\.gz"):
         load_dataset("mnist", root=tmp_path)
     with pytest.raises(DataError, match="train, test"):
         load_dataset("mnist", split="val", root=tmp_path)
@@ -79,7 +79,7 @@ def test_missing_files_and_bad_split(tmp_path):
 def test_count_mismatch(tmp_path):
     folder = _write_mnist(tmp_path, n_train=5)
     (folder / "train-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(2049, [4], bytes(4))))
-    with pytest.raises(DataError, match="5 images .* but 4 labels"):
+    with pytest.raises(DataError, match=r"5 images .* but 4 labels"):
         load_dataset("mnist", root=tmp_path, verify=False)
 
 

@@ -79,7 +79,7 @@ def test_prototype_file_round_trip(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_prototypes(tmp_path / "missing.safetensors")
     (tmp_path / "bad.safetensors").write_bytes(b"garbage")
-    with pytest.raises(DataError, match="bad.safetensors"):
+    with pytest.raises(DataError, match=r"bad\.safetensors"):
         load_prototypes(tmp_path / "bad.safetensors")
     with pytest.raises(ConfigError, match="safetensors"):
         save_prototypes(tmp_path / "p.pt", values)

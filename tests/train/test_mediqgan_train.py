@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 
@@ -9,7 +10,6 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from qmedgen.cli import main as cli_main
 from qmedgen.errors import ConfigError, UserError
 from qmedgen.train import api
 from qmedgen.train import mediqgan as mq
@@ -36,6 +36,14 @@ TINY = [
     "model.prototypes.hidden=8",
     "gan.n_critic=2",
 ]
+
+
+def _cli(argv: list[str]) -> int:
+    """The `qmedgen prototypes` command as registered by this family (independent of other subsystems)."""
+    parser = argparse.ArgumentParser(prog="qmedgen")
+    mq.register_commands(parser.add_subparsers())
+    args = parser.parse_args(argv)
+    return args.func(args)
 
 
 def _train(tmp_path, *extra, steps=2, **kw):
@@ -148,7 +156,7 @@ def test_prototypes_command_and_file_warm_start(tmp_path):
     ext = tmp_path / "ext.pt"
     torch.jit.script(_TinyExtractor()).save(str(ext))
     out = tmp_path / "protos.safetensors"
-    rc = cli_main(["prototypes", "--data", "embedded-retinamnist", "--size", "28", "--extractor", str(ext),
+    rc = _cli(["prototypes", "--data", "embedded-retinamnist", "--size", "28", "--extractor", str(ext),
                    "--n-per-class", "3", "--device", "cpu", "--out", str(out)])
     assert rc == 0 and out.is_file()
     values = load_file(str(out))["prototypes"]
@@ -157,9 +165,10 @@ def test_prototypes_command_and_file_warm_start(tmp_path):
                  "model.prototypes.dim=6", steps=1)
     # the extractor path in training gives the same warm start as the command (same images: pooled few-shot)
     run2 = _train(tmp_path / "runs", "model.prototypes.init=extractor", f"model.prototypes.extractor={ext}",
-                  "model.prototypes.dim=6", "data.n_per_class=3", "train.steps=1", steps=1)
-    assert torch.isfinite(_weights(run)["generator.prototypes.prototypes"]).all()
-    assert torch.isfinite(_weights(run2)["generator.prototypes.prototypes"]).all()
+                  "model.prototypes.dim=6", "data.n_per_class=3", steps=1)
+    # both warm starts are the command's class means (one Adam step of lr 1e-4 moves each entry by <= ~1e-4)
+    for r in (run, run2):
+        torch.testing.assert_close(_weights(r)["generator.prototypes.prototypes"], values, atol=1e-3, rtol=0)
     with pytest.raises(ConfigError, match=r"model.prototypes.dim=6"):
         _train(tmp_path / "runs", "model.prototypes.init=file", f"model.prototypes.file={out}", steps=1)
 

@@ -130,7 +130,7 @@ def expressibility(
 def meyer_wallach(states: torch.Tensor) -> torch.Tensor:
     """Meyer-Wallach Q of pure states ``[..., 2**n]`` (wire 0 = most significant bit) -> ``[...]``."""
     dim = states.shape[-1]
-    n = int(round(math.log2(dim)))
+    n = round(math.log2(dim))
     if 2**n != dim:
         raise ValueError(f"state dimension must be a power of 2, got {dim}")
     psi = states.reshape(-1, *([2] * n))

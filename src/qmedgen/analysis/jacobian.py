@@ -213,7 +213,8 @@ def log_spectrum_figure(spectra: dict[str, Spectrum], title: str, out_dir, name:
         s = sp.singular_values
         norm = s / np.maximum(s[:, :1], 1e-300)
         mean = norm.mean(axis=0)
-        ax.semilogy(np.arange(1, mean.size + 1), np.maximum(mean, 1e-16), label=f"{label} (erank {sp.erank.mean():.1f})")
+        label = f"{label} (erank {sp.erank.mean():.1f})"
+        ax.semilogy(np.arange(1, mean.size + 1), np.maximum(mean, 1e-16), label=label)
     ax.set_xlabel("singular value index i")
     ax.set_ylabel(r"$\sigma_i / \sigma_1$ (mean over samples)")
     ax.set_title(title)

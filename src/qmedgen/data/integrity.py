@@ -76,7 +76,8 @@ def file_md5(path: str | os.PathLike, use_cache: bool = True) -> str:
     digest = h.hexdigest()
     if use_cache:
         _MEMO[key] = digest
-        entries = _read_cache()
+        prefix = key.rsplit("|", 2)[0] + "|"
+        entries = {k: v for k, v in _read_cache().items() if not k.startswith(prefix)}  # drop stale versions
         entries[key] = digest
         _write_cache(entries)
     return digest

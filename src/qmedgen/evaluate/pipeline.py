@@ -57,28 +57,31 @@ def training_images(train_data: str, data: str, info: dict | None, size: int, ro
 def evaluate_samples(samples: Path, data: str | None = None, split: str = "test", extractor: str = "domain",
                      train_data: str = "auto", out: Path | None = None, cfg: EvalConfig | None = None,
                      conditional: bool = True, root: Path | None = None, device: str | None = None,
-                     extractor_obj: Extractor | None = None) -> tuple[dict, Path, Path]:
-    """Evaluate a sample folder or run; writes ``metrics_<extractor>.json`` and ``.md``; returns (result, json, md)."""
+                     extractor_obj: Extractor | None = None, size: int | None = None) -> tuple[dict, Path, Path]:
+    """Evaluate a sample folder or run; writes ``metrics_<extractor>.json`` and ``.md``; returns (result, json, md).
+
+    The real images are loaded at ``size`` (default: the run's recorded size, else 28), never silently resized
+    to whatever the samples happen to be: samples of another size or channel count are an error.
+    """
     cfg = cfg or EvalConfig()
     t0 = time.perf_counter()
     images, labels, src = load_samples(Path(samples))
     info = run_info(src)
     data = resolve_dataset(data, info, src)
-    size = images.shape[1]
+    size = int(size or (info or {}).get("size") or 28)
     real = load_split(data, split, size=size, root=root)
     real_labels = _labels_1d(real)
     check_compatible(real.images, images, real_name=f"{data} {split} split", fake_name=f"samples in {src}")
     spec = f"domain:{data}" if extractor == "domain" else extractor
-    domain = None
-    if conditional or spec.startswith("domain:"):
-        if real_labels.ndim == 1:
-            domain = load_extractor(f"domain:{data}", device, size=size, root=root, progress=cfg.progress)
-    if extractor_obj is not None:
-        ext = extractor_obj
-    elif spec.startswith("domain:") and domain is not None and spec == f"domain:{data}":
-        ext = domain
-    else:
+    ext = extractor_obj
+    if ext is None and not spec.startswith("domain:"):  # fail fast on a bad extractor before any training
         ext = load_extractor(spec, device, size=size, root=root, progress=cfg.progress)
+    domain = None
+    if (conditional or spec == f"domain:{data}") and real_labels.ndim == 1:
+        domain = load_extractor(f"domain:{data}", device, size=size, root=root, progress=cfg.progress)
+    if ext is None:
+        ext = domain if spec == f"domain:{data}" and domain is not None else load_extractor(
+            spec, device, size=size, root=root, progress=cfg.progress)
     train_images, train_desc = training_images(train_data, data, info, size, root)
     result = evaluate_images(real.images, real_labels, images, labels, ext, cfg, train_images=train_images,
                              domain=domain if conditional else None)
@@ -107,9 +110,8 @@ def utility_for_samples(samples: Path | None, data: str | None = None, n_per_cla
         images, labels, src = load_samples(Path(samples))
         syn = (images, labels)
         info = run_info(src)
-        size = size or images.shape[1]
     data = resolve_dataset(data, info, Path(samples) if samples else Path("."))
-    size = size or 28
+    size = int(size or (info or {}).get("size") or 28)
     train = load_split(data, "train", size=size, root=root)
     test = load_split(data, split, size=size, root=root)
     y_train = _labels_1d(train)

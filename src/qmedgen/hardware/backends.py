@@ -26,7 +26,7 @@ class AccountError(UserError):
 
 
 def is_fake(name: str) -> bool:
-    return name.lower() in FAKE_BACKENDS
+    return name.lower().startswith("fake_")
 
 
 def is_ibm(name: str) -> bool:
@@ -34,17 +34,22 @@ def is_ibm(name: str) -> bool:
 
 
 def fake_backend(name: str):
-    """An offline fake IBM backend by name (``fake_marrakesh``, ``fake_brisbane``, ...)."""
+    """An offline fake IBM backend by name: ``fake_marrakesh``, ``fake_brisbane``, ... or any other class of
+    ``qiskit_ibm_runtime.fake_provider`` as ``fake_<device>`` (``fake_manila`` -> FakeManilaV2)."""
     key = name.lower()
-    if key not in FAKE_BACKENDS:
-        raise ConfigError(
-            f"unknown fake backend {name!r}; expected one of {sorted(FAKE_BACKENDS)} (or ibm_<device> for real hardware)"
-        )
+    if not key.startswith("fake_"):
+        raise ConfigError(f"fake backend names start with 'fake_', got {name!r}")
     provider = require("qiskit_ibm_runtime.fake_provider", "fake IBM backends")
-    cls = getattr(provider, FAKE_BACKENDS[key], None)
-    if cls is None:
-        raise ConfigError(f"{FAKE_BACKENDS[key]} is not in this qiskit-ibm-runtime version; try another backend")
-    return cls()
+    stem = "Fake" + key[len("fake_") :].replace("_", "").capitalize()
+    candidates = [FAKE_BACKENDS.get(key), stem + "V2", stem]
+    for cls_name in candidates:
+        cls = getattr(provider, cls_name, None) if cls_name else None
+        if cls is not None:
+            return cls()
+    raise ConfigError(
+        f"unknown fake backend {name!r}; recommended: {sorted(FAKE_BACKENDS)} "
+        "(any qiskit_ibm_runtime.fake_provider device works as fake_<device>; ibm_<device> for real hardware)"
+    )
 
 
 def runtime_service(**kwargs):
@@ -83,6 +88,36 @@ def transpile_for(circuit, backend, optimization_level: int = 3, seed: int = 0):
 
     pm = generate_preset_pass_manager(optimization_level=optimization_level, backend=backend, seed_transpiler=seed)
     return pm.run(circuit)
+
+
+def compact_circuit(circuit):
+    """The ISA circuit restricted to its active physical qubits (relabelled 0..k-1), plus their indices.
+
+    Simulators then carry a k-qubit circuit and a k-qubit noise model instead of the whole 127/156-qubit device.
+    """
+    qiskit = require("qiskit")
+    active = sorted({circuit.find_bit(q).index for inst in circuit.data for q in inst.qubits})
+    index = {p: i for i, p in enumerate(active)}
+    out = qiskit.QuantumCircuit(qiskit.QuantumRegister(len(active), "q"), *circuit.cregs, name=circuit.name)
+    for inst in circuit.data:
+        qubits = [out.qubits[index[circuit.find_bit(q).index]] for q in inst.qubits]
+        out.append(inst.operation, qubits, list(inst.clbits))
+    return out, active
+
+
+def compact_noise_model(noise_model, physical_qubits: list[int]):
+    """The errors of ``noise_model`` that act only on ``physical_qubits``, relabelled to 0..k-1."""
+    require("qiskit_aer", "noisy Aer simulation")
+    from qiskit_aer.noise import NoiseModel
+
+    index = {p: i for i, p in enumerate(physical_qubits)}
+    errors = []
+    for err in noise_model.to_dict()["errors"]:
+        kept = [tuple(index[q] for q in qs) for qs in err.get("gate_qubits", []) if all(q in index for q in qs)]
+        if kept:
+            errors.append({**err, "gate_qubits": kept})
+    compact = NoiseModel.from_dict({"errors": errors})
+    return compact
 
 
 def circuit_stats(circuit) -> dict:

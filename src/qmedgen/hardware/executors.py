@@ -27,11 +27,24 @@ from torch import nn
 
 from qmedgen.errors import ConfigError
 from qmedgen.hardware._qiskit import require
-from qmedgen.hardware.backends import circuit_stats, transpile_for
+from qmedgen.hardware.backends import circuit_stats, compact_circuit, compact_noise_model, transpile_for
 from qmedgen.hardware.circuits import build_circuit, pauli_observables
 from qmedgen.quantum import Ansatz, expval
 
 Executor = Callable[..., torch.Tensor]
+
+
+_NOISE_MODELS: dict[str, object] = {}
+
+
+def device_noise_model(backend):
+    """``NoiseModel.from_backend`` (slow for 100+ qubit devices: seconds), cached per backend name."""
+    from qiskit_aer.noise import NoiseModel
+
+    key = getattr(backend, "name", None) or repr(backend)
+    if key not in _NOISE_MODELS:
+        _NOISE_MODELS[key] = NoiseModel.from_backend(backend)
+    return _NOISE_MODELS[key]
 
 
 def _flatten(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor):
@@ -134,17 +147,36 @@ class AerExecutor(_QiskitExecutor):
     ) -> None:
         super().__init__(backend, shots, seed, optimization_level, chunk)
         require("qiskit_aer", "noisy Aer simulation")
-        from qiskit_aer.noise import NoiseModel
-        from qiskit_aer.primitives import SamplerV2
+        self.noise = noise
+        self.method = method
+        self.threads = threads
+        self.name = f"aer:{getattr(backend, 'name', backend)}:{shots}" + ("" if noise else ":ideal")
+        self._samplers: dict[tuple[int, ...], object] = {}
 
-        options = {"method": method, "max_parallel_threads": threads}
-        if noise:
-            options["noise_model"] = NoiseModel.from_backend(backend)
-        self.name = f"aer:{getattr(backend, 'name', backend)}:{shots}"
-        self._sampler = SamplerV2(default_shots=shots, seed=seed, options={"backend_options": options})
+    def _sampler_for(self, physical_qubits: list[int]):
+        """A sampler whose noise model covers just these physical qubits (built once per qubit set)."""
+        key = tuple(physical_qubits)
+        if key not in self._samplers:
+            from qiskit_aer.primitives import SamplerV2
+
+            options = {"method": self.method, "max_parallel_threads": self.threads}
+            if self.noise:
+                options["noise_model"] = compact_noise_model(device_noise_model(self.backend), physical_qubits)
+            self._samplers[key] = SamplerV2(
+                default_shots=self.shots, seed=self.seed, options={"backend_options": options}
+            )
+        return self._samplers[key]
+
+    def compiled(self, ansatz: Ansatz):
+        if ansatz not in self._cache:
+            pc, isa = super().compiled(ansatz)
+            small, active = compact_circuit(isa)
+            self._cache[ansatz] = (pc, isa, small, active)
+        return self._cache[ansatz][:2]
 
     def _run(self, ansatz, pc, isa, values):
-        job = self._sampler.run([(isa, values)], shots=self.shots)
+        _, _, small, active = self._cache[ansatz]
+        job = self._sampler_for(active).run([(small, values)], shots=self.shots)
         self.n_jobs += 1
         self.n_bindings += len(values)
         return self._bits_to_expvals(job.result()[0].data.meas, ansatz.n_qubits)
@@ -255,7 +287,8 @@ class RecordingExecutor:
             w = weights.detach().expand(*batch, *ansatz.weight_shape).reshape(-1, *ansatz.weight_shape)
             flat = out.detach().reshape(-1, n)
             for i in range(0, x.shape[0], self.chunk):
-                err = flat[i : i + self.chunk].double() - expval(ansatz, x[i : i + self.chunk], w[i : i + self.chunk]).double()
+                part = slice(i, i + self.chunk)
+                err = flat[part].double() - expval(ansatz, x[part], w[part]).double()
                 self.abs_err_sum += float(err.abs().sum())
                 self.sq_err_sum += float((err**2).sum())
                 self.max_abs_err = max(self.max_abs_err, float(err.abs().max()))
@@ -279,18 +312,32 @@ def quantum_layers(model: nn.Module) -> list[nn.Module]:
     try:
         from qmedgen.quantum import QuantumLayer
     except ImportError:  # the engine's layer not available: duck-type
-        QuantumLayer = ()  # noqa: N806
+        QuantumLayer = ()
     found = []
     for m in model.modules():
-        if (QuantumLayer and isinstance(m, QuantumLayer)) or (hasattr(m, "ansatz") and hasattr(m, "executor")):
+        if QuantumLayer and isinstance(m, QuantumLayer) and not hasattr(m, "executor"):
+            raise ConfigError(
+                "this qmedgen.quantum.QuantumLayer has no 'executor' hook, so its circuits cannot be redirected; "
+                "update qmedgen (the hook is part of the engine API)"
+            )
+        if hasattr(m, "ansatz") and hasattr(m, "executor"):
             found.append(m)
     return found
 
 
 @contextlib.contextmanager
-def use_executor(model: nn.Module, executor: Executor | None) -> Iterator[nn.Module]:
-    """Run every circuit of ``model`` through ``executor`` inside the ``with`` block; restores the old ones."""
-    layers = quantum_layers(model)
+def use_executor(model, executor: Executor | None) -> Iterator:
+    """Run every circuit of ``model`` through ``executor`` inside the ``with`` block; restores the old ones.
+
+    ``model``: an ``nn.Module``, an iterable of modules, or a trainer-like object with ``modules() -> dict``.
+    """
+    if isinstance(model, nn.Module):
+        modules = [model]
+    elif callable(getattr(model, "modules", None)):
+        modules = list(model.modules().values())
+    else:
+        modules = list(model)
+    layers = list({id(layer): layer for m in modules for layer in quantum_layers(m)}.values())
     if not layers:
         raise ConfigError(
             f"{type(model).__name__} contains no QuantumLayer with an 'executor' hook: nothing to run on hardware"

@@ -176,7 +176,7 @@ class ModelConfig:
 
 
 def decoder_widths(cfg: ModelConfig, image_size: int) -> tuple[int, ...]:
-    n_up = int(round(math.log2(image_size // _BASE[image_size])))
+    n_up = round(math.log2(image_size // _BASE[image_size]))
     if cfg.decoder_channels:
         if len(cfg.decoder_channels) != n_up:
             raise ConfigError(

@@ -37,7 +37,7 @@ def make_quantum_layer(k: int, n_qubits: int, depth: int, low: float = 0.0, high
     try:
         from qmedgen.quantum import QuantumLayer
     except ImportError:  # INTERIM until the engine's QuantumLayer lands
-        QuantumLayer = _InterimQuantumLayer  # noqa: N806
+        QuantumLayer = _InterimQuantumLayer
     layer = QuantumLayer(mediqgan_ansatz(n_qubits, depth), batch_shape=(k,))
     with torch.no_grad():
         layer.weight.uniform_(low, high)

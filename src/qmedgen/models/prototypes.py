@@ -222,7 +222,7 @@ def load_prototypes(path: str | Path) -> tuple[torch.Tensor, dict[str, str]]:
         raise ConfigError(f"prototype file not found: {path}")
     try:
         with safe_open(str(path), framework="pt") as f:
-            if PROTOTYPE_KEY not in f.keys():
+            if PROTOTYPE_KEY not in set(f.keys()):
                 raise DataError(f"{path}: no {PROTOTYPE_KEY!r} tensor (found {list(f.keys())})")
             values = f.get_tensor(PROTOTYPE_KEY)
             meta = dict(f.metadata() or {})

@@ -140,7 +140,8 @@ def expval(
     p = probs.reshape(-1, *([2] * n))
     signs = []
     for i in range(n):
-        marg = p.sum(dim=[d + 1 for d in range(n) if d != i])  # [B, 2]
+        dims = [d + 1 for d in range(n) if d != i]
+        marg = p.sum(dim=dims) if dims else p  # [B, 2] (an empty dim list would sum everything)
         signs.append(marg[:, 0] - marg[:, 1])
     exact = torch.stack(signs, dim=-1).reshape(*batch, n)
     if shots is None:

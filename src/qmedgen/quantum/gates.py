@@ -121,5 +121,5 @@ def segments(
     out = []
     for s in segs:
         assert s is not None
-        out.append(s.expand(*s.shape[:-3], n, 2, 2) if s.dim() >= 3 else s)
+        out.append(s if s.dim() >= 3 else s.expand(n, 2, 2))  # constant (basis-change only) segments
     return out, trailing

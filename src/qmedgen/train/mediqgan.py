@@ -210,7 +210,8 @@ class Trainer(LoopTrainer):
                 d_real = self.critic(real_in, y).float()
                 d_fake = self.critic(fake_in, y).float()
             if wgan:
-                gp = gradient_penalty(self.critic, real_in, fake_in, y) if cfg.gan.gp_weight > 0 else d_real.new_zeros(())
+                gp = (gradient_penalty(self.critic, real_in, fake_in, y) if cfg.gan.gp_weight > 0
+                      else d_real.new_zeros(()))
                 loss_d = d_fake.mean() - d_real.mean() + cfg.gan.gp_weight * gp
             else:
                 gp = d_real.new_zeros(())

@@ -15,6 +15,12 @@ from qmedgen.train.loop import Family
 FAMILIES: dict[str, str] = {
     "mediqgan": "qmedgen.train.mediqgan",
     "qdiffusion": "qmedgen.train.qdiffusion",
+    "dcgan": "qmedgen.train.baselines.dcgan",
+    "wgan-gp": "qmedgen.train.baselines.wgan_gp",
+    "patch-qgan": "qmedgen.train.baselines.patch_qgan",
+    "mosaiq": "qmedgen.train.baselines.mosaiq",
+    "ddpm": "qmedgen.train.baselines.ddpm",
+    "fastgan": "qmedgen.train.baselines.fastgan",
 }
 
 

@@ -1,0 +1,131 @@
+"""Seconds per MediQ-GAN training iteration (n_critic critic updates + 1 generator update) on this machine.
+
+Configurations: the paper's RetinaMNIST one (64x64, batch 10, K=3, depth 6, 16 qubits, split 0.25, style2,
+n_critic 3, prototypes on), K=5 / depth 8 (ISIC2019's circuits), and batch 64. The authors' code takes 16.8 s per
+iteration for the first on the project's 2-core CPU; the target is <= 0.67 s. Images are random tensors in [-1, 1]
+(the cost does not depend on their content; no 64 px file is needed) and prototypes start random (2048-d, as
+Inception's), so the timing excludes the one-off warm-start feature extraction. Also times the K circuits alone
+(forward, and forward + backward) to show where the time goes.
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_mediqgan.py [--threads 2] [--iters 5] [--device cpu|cuda]
+        [--only paper] [--note contended] [--no-append]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qmedgen.config import from_dict
+from qmedgen.train.distributed import Dist
+from qmedgen.train.loop import BatchStream, DataSpec, TrainingData, seed_everything
+from qmedgen.train.mediqgan import Config, Trainer
+
+CONFIGS = {
+    "paper": dict(batch=10, k=3, depth=6, split=0.25),
+    "k5-depth8": dict(batch=10, k=5, depth=8, split=0.5),
+    "batch64": dict(batch=64, k=3, depth=6, split=0.25),
+}
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+
+
+def build(name: str, device: torch.device) -> Trainer:
+    c = CONFIGS[name]
+    config = from_dict(Config, {
+        "data": {"name": "retinamnist", "size": 64},
+        "train": {"batch_size": c["batch"], "amp": device.type == "cuda"},
+        "model": {"n_subgenerators": c["k"], "depth": c["depth"], "split_ratio": c["split"], "n_qubits": 16,
+                  "decoder": "style2", "prototypes": {"enabled": True, "init": "random", "dim": 2048}},
+        "gan": {"n_critic": 3},
+    })
+    seed_everything(0)
+    n = 200
+    spec = DataSpec("retinamnist", 5, 3, 64, tuple(range(5)), tuple(f"c{i}" for i in range(5)))
+    images = (torch.rand(n, 3, 64, 64) * 2 - 1).to(device)
+    labels = (torch.arange(n) % 5).to(device)
+    data = TrainingData(images, labels, spec, np.arange(n), BatchStream(n, 0), Dist())
+    return Trainer(config, spec, device, Dist(), data)
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_iterations(trainer: Trainer, iters: int) -> list[float]:
+    trainer.train_step(0)  # warm-up
+    out = []
+    for step in range(1, iters + 1):
+        sync(trainer.device)
+        t0 = time.perf_counter()
+        trainer.train_step(step)
+        sync(trainer.device)
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def time_circuits(trainer: Trainer, reps: int = 3) -> tuple[float, float]:
+    g = trainer.generator
+    b = trainer.config.train.batch_size
+    angles = torch.rand(b, g.K, g.cfg.n_qubits, device=trainer.device, requires_grad=True)
+    fwd, both = [], []
+    for _ in range(reps):
+        with torch.no_grad():
+            sync(trainer.device)
+            t0 = time.perf_counter()
+            g.circuit_map(angles)
+            sync(trainer.device)
+            fwd.append(time.perf_counter() - t0)
+        sync(trainer.device)
+        t0 = time.perf_counter()
+        g.circuit_map(angles).sum().backward()
+        sync(trainer.device)
+        both.append(time.perf_counter() - t0)
+    return statistics.median(fwd), statistics.median(both)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=5)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--only", choices=sorted(CONFIGS), action="append")
+    ap.add_argument("--note", default="contended (shared 2-core machine; the lead reruns on a quiet one)")
+    ap.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    lines = []
+    for name in args.only or list(CONFIGS):
+        trainer = build(name, device)
+        times = time_iterations(trainer, args.iters)
+        cf, cfb = time_circuits(trainer)
+        c = CONFIGS[name]
+        med = statistics.median(times)
+        line = (f"{name}: batch {c['batch']}, K={c['k']}, depth {c['depth']}, 16 qubits, split {c['split']}, 64 px, "
+                f"style2, n_critic 3, prototypes on -> {med:.3f} s/iter (median of {len(times)}, min "
+                f"{min(times):.3f}); circuits alone [B={c['batch']}, K={c['k']}]: forward {cf * 1e3:.1f} ms, "
+                f"forward+backward {cfb * 1e3:.1f} ms")
+        print(line, flush=True)
+        lines.append(line)
+    if args.no_append:
+        return
+    dev = (torch.cuda.get_device_name(device) if device.type == "cuda"
+           else f"{platform.processor() or platform.machine()}, {args.threads} threads")
+    header = (f"\n### MediQ-GAN training iteration ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n"
+              f"machine: {platform.node()} ({dev}); torch {torch.__version__}; python {platform.python_version()}; "
+              f"{args.note}. Authors' code: 16.8 s/iter (paper config, 2-core CPU); target <= 0.67 s.\n\n")
+    with RESULTS.open("a") as f:
+        f.write(header + "".join(f"- {line}\n" for line in lines))
+    print(f"appended to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

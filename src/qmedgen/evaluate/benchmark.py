@@ -1,0 +1,378 @@
+"""Benchmark harness: models x subset sizes x seeds, each cell trained, sampled, evaluated and tested for utility.
+
+A protocol is a YAML file (shipped ones live in ``qmedgen/evaluate/protocols``; ``qmedgen benchmark --list``).
+Keys: ``name``, ``description``, ``data``, ``size``, ``split`` (real reference split, default test), ``seeds``,
+``subset_sizes`` (images per class; ``null`` = full training split), ``models`` (label -> ``{model, overrides}``),
+``reference`` (model label for paired comparisons), ``train`` (overrides for every model), ``keys`` (which
+config keys receive dataset, subset size, seeds: kept in the YAML so they are easy to adapt), ``sample``,
+``evaluate``, ``utility``, and ``quick`` (a partial protocol deep-merged over the rest with ``--quick``).
+
+The cell seed sets both the few-shot draw and the training seed, so across seeds both sources of variance are
+sampled, and models are compared *paired* by seed (same real images). Progress is recorded in
+``OUT/state.json`` after every stage (train, sample, evaluate, utility); re-running the same command skips what
+is finished, and a cell whose settings changed is recomputed.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from qmedgen.errors import ConfigError
+from qmedgen.evaluate.evaluation import HIGHER_IS_BETTER, EvalConfig
+from qmedgen.evaluate.report import write_json_atomic, write_text_atomic
+from qmedgen.evaluate.stats import paired_comparison, t_interval
+
+DEFAULT_KEYS = {"data_name": "data.name", "size": "data.size", "n_per_class": "data.n_per_class",
+                "subset_seed": "data.subset_seed", "seed": "train.seed"}
+TOP_KEYS = {"name", "description", "data", "size", "split", "seeds", "subset_sizes", "models", "reference", "train",
+            "keys", "sample", "evaluate", "utility", "quick"}
+PLOT_METRICS = ("fid", "kid", "precision", "recall", "coverage", "conditional_accuracy", "msssim_diversity",
+                "copy_fraction")
+
+
+# ------------------------------------------------------------------------------------------------ protocols
+
+def list_protocols() -> list[str]:
+    root = resources.files("qmedgen.evaluate") / "protocols"
+    return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml")) if root.is_dir() else []
+
+
+def _deep_merge(base: dict, over: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in over.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
+    return out
+
+
+def load_protocol(spec: str | Path, quick: bool = False) -> dict:
+    """A protocol by shipped name or YAML path, validated; ``quick`` merges its ``quick`` section."""
+    spec = str(spec)
+    if spec in list_protocols():
+        text = (resources.files("qmedgen.evaluate") / "protocols" / f"{spec}.yaml").read_text()
+        where = f"protocol {spec!r}"
+    else:
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"unknown benchmark protocol {spec!r}: not a file and not one of "
+                              f"{', '.join(list_protocols()) or 'the shipped protocols'}")
+        text, where = path.read_text(), str(path)
+    try:
+        proto = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: invalid YAML ({exc})") from exc
+    if not isinstance(proto, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level")
+    unknown = set(proto) - TOP_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
+    for key in ("name", "data", "models"):
+        if key not in proto:
+            raise ConfigError(f"{where}: missing required key {key!r}")
+    if quick:
+        proto = _deep_merge(proto, proto.get("quick") or {})
+        proto["name"] = f"{proto['name']}-quick"
+    proto.pop("quick", None)
+    proto.setdefault("seeds", [0])
+    proto.setdefault("subset_sizes", [None])
+    proto.setdefault("split", "test")
+    proto.setdefault("size", 28)
+    proto["keys"] = {**DEFAULT_KEYS, **(proto.get("keys") or {})}
+    if not isinstance(proto["models"], dict) or not proto["models"]:
+        raise ConfigError(f"{where}: 'models' must map labels to {{model: NAME, overrides: {{...}}}}")
+    for label, m in proto["models"].items():
+        if not isinstance(m, dict) or "model" not in m:
+            raise ConfigError(f"{where}: models.{label} needs a 'model' key (e.g. mediqgan, qdiffusion)")
+    ref = proto.get("reference")
+    if ref is not None and ref not in proto["models"]:
+        raise ConfigError(f"{where}: reference {ref!r} is not one of the models {sorted(proto['models'])}")
+    return proto
+
+
+# ---------------------------------------------------------------------------------------------------- cells
+
+def cells(proto: dict) -> list[dict]:
+    """Every (model, subset size, seed) combination with its full training overrides."""
+    keys = proto["keys"]
+    out = []
+    for n in proto["subset_sizes"]:
+        for seed in proto["seeds"]:
+            for label, m in proto["models"].items():
+                ov = {keys["data_name"]: proto["data"], keys["size"]: proto["size"], keys["seed"]: seed,
+                      keys["subset_seed"]: seed}
+                if n is not None:
+                    ov[keys["n_per_class"]] = n
+                ov.update(proto.get("train") or {})
+                ov.update(m.get("overrides") or {})
+                cell = {"model": label, "family": m["model"], "n": n, "seed": seed, "overrides": ov,
+                        "sample": proto.get("sample") or {}, "evaluate": proto.get("evaluate") or {},
+                        "utility": proto.get("utility") or {}, "data": proto["data"], "split": proto["split"]}
+                cell["id"] = f"{label}_n{'all' if n is None else n}_s{seed}"
+                cell["hash"] = hashlib.sha256(json.dumps(cell, sort_keys=True, default=str).encode()).hexdigest()[:16]
+                out.append(cell)
+    return out
+
+
+class State:
+    """``state.json``: per-cell stage results, written atomically after every stage."""
+
+    def __init__(self, path: Path, protocol: dict) -> None:
+        self.path = path
+        self.data = {"protocol": protocol["name"], "cells": {}}
+        if path.is_file():
+            try:
+                self.data = json.loads(path.read_text())
+            except ValueError as exc:
+                raise ConfigError(f"{path}: corrupt benchmark state ({exc}); move it away to start over") from exc
+
+    def cell(self, c: dict) -> dict:
+        entry = self.data["cells"].get(c["id"])
+        if entry is None or entry.get("hash") != c["hash"]:
+            entry = {"hash": c["hash"], "model": c["model"], "n": c["n"], "seed": c["seed"], "stages": {}}
+            self.data["cells"][c["id"]] = entry
+        return entry
+
+    def save(self) -> None:
+        write_json_atomic(self.path, self.data)
+
+
+# ---------------------------------------------------------------------------------------------------- runner
+
+def _default_train(model: str, overrides: dict, run_root: Path, progress: bool = True) -> Path:
+    from qmedgen.train.api import train
+
+    return train(model, [f"{k}={_ov(v)}" for k, v in overrides.items()], run_root=run_root, progress=progress)
+
+
+def _ov(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, dict)):
+        return json.dumps(v)
+    return str(v)
+
+
+def _default_sample(run_dir: Path, n_per_class: int, out: Path, **opts) -> Path:
+    from qmedgen.train.api import sample
+
+    return sample(run_dir, n_per_class=n_per_class, out=out, **opts)
+
+
+def run_benchmark(protocol: str | Path | dict, out: Path | None = None, quick: bool = False,
+                  trainer: Callable | None = None, sampler: Callable | None = None, progress: bool = True,
+                  device: str | None = None, log: Callable[[str], None] = print) -> dict:
+    """Run (or resume) a protocol; returns the aggregated results (also written to ``OUT/results.*``)."""
+    proto = protocol if isinstance(protocol, dict) else load_protocol(protocol, quick)
+    out = Path(out) if out is not None else Path("benchmarks") / proto["name"]
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "protocol.yaml", yaml.safe_dump(proto, sort_keys=False))
+    trainer = trainer or _default_train
+    sampler = sampler or _default_sample
+    state = State(out / "state.json", proto)
+    all_cells = cells(proto)
+    extractors: dict[str, Any] = {}
+    for i, c in enumerate(all_cells, 1):
+        entry = state.cell(c)
+        if entry.get("done"):
+            log(f"[{i}/{len(all_cells)}] {c['id']}: done (recorded in {state.path.name}), skipped")
+            continue
+        log(f"[{i}/{len(all_cells)}] {c['id']}")
+        t0 = time.perf_counter()
+        _run_cell(c, entry, state, out, trainer, sampler, progress, device, extractors)
+        entry["done"] = True
+        entry["seconds"] = round(entry.get("seconds", 0) + time.perf_counter() - t0, 1)
+        state.save()
+    results = aggregate(proto, state.data)
+    write_json_atomic(out / "results.json", results)
+    write_text_atomic(out / "results.md", results_markdown(proto, results))
+    results["plots"] = [str(p) for p in make_plots(results, out / "plots")]
+    write_json_atomic(out / "results.json", results)
+    return results
+
+
+def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, progress, device, extractors) -> None:
+    from qmedgen.evaluate.pipeline import evaluate_samples, utility_for_samples
+    from qmedgen.evaluate.utility import UtilityConfig
+
+    stages = entry["stages"]
+    cell_dir = out / "cells" / c["id"]
+    if "train" not in stages or not Path(stages["train"]["run_dir"]).is_dir():
+        run_dir = trainer(c["family"], c["overrides"], cell_dir / "runs", progress=progress)
+        stages.clear()
+        stages["train"] = {"run_dir": str(run_dir)}
+        state.save()
+    run_dir = Path(stages["train"]["run_dir"])
+    if "sample" not in stages or not Path(stages["sample"]["samples"]).is_dir():
+        opts = {k: v for k, v in c["sample"].items() if k != "n_per_class"}
+        samples = sampler(run_dir, int(c["sample"].get("n_per_class", 100)), cell_dir / "samples", **opts)
+        stages["sample"] = {"samples": str(samples)}
+        state.save()
+    samples = Path(stages["sample"]["samples"])
+    ev = dict(c["evaluate"])
+    if "evaluate" not in stages:
+        spec = ev.pop("extractor", "domain")
+        conditional = bool(ev.pop("conditional", True))
+        train_data = ev.pop("train_data", "auto")
+        cfg = EvalConfig(progress=progress, seed=c["seed"], **ev)
+        key = spec if spec != "domain" else f"domain:{c['data']}"
+        if key not in extractors and not key.startswith("domain:"):
+            from qmedgen.evaluate.extractors import load_extractor
+
+            extractors[key] = load_extractor(key, device, size=c["overrides"].get("data.size", 28), progress=progress)
+        result, json_path, _ = evaluate_samples(samples, c["data"], c["split"], spec, train_data, samples, cfg,
+                                                conditional, device=device, extractor_obj=extractors.get(key))
+        stages["evaluate"] = {"metrics": {k: v["value"] for k, v in result["metrics"].items()},
+                              "flags": result["flags"], "file": str(json_path)}
+        state.save()
+    ut = dict(c["utility"])
+    if ut.pop("enabled", False) and "utility" not in stages:
+        seeds = tuple(ut.pop("seeds", [c["seed"]]))
+        arms = tuple(ut.pop("arms", ("real", "real+syn", "syn")))
+        ucfg = UtilityConfig(arms=arms, seeds=seeds, progress=progress, device=device,
+                             ratios=tuple(ut.pop("ratios", (1.0,))), **ut)
+        result, json_path, _ = utility_for_samples(samples, c["data"], c["n"], c["seed"], c["split"], ucfg, samples,
+                                                   size=c["overrides"].get("data.size"))
+        stages["utility"] = {arm: {k: v["mean"] for k, v in s.items()} for arm, s in result["summary"].items()}
+        stages["utility_file"] = str(json_path)
+        state.save()
+
+
+# ----------------------------------------------------------------------------------------------- aggregation
+
+def _cell_values(entry: dict) -> dict[str, float]:
+    vals = dict(entry["stages"].get("evaluate", {}).get("metrics", {}))
+    for arm, ms in entry["stages"].get("utility", {}).items():
+        for k, v in ms.items():
+            vals[f"utility.{arm}.{k}"] = v
+    return vals
+
+
+def aggregate(proto: dict, state: dict) -> dict:
+    """Mean and t-CI over seeds per (model, n); paired differences vs the reference model (matched by seed)."""
+    table: dict[str, dict[str, dict]] = {}
+    per_seed: dict[tuple[str, Any], dict[int, dict]] = {}
+    for entry in state["cells"].values():
+        if entry.get("done"):
+            per_seed.setdefault((entry["model"], entry["n"]), {})[entry["seed"]] = _cell_values(entry)
+    metric_names: list[str] = []
+    for vals in per_seed.values():
+        for v in vals.values():
+            metric_names += [k for k in v if k not in metric_names]
+    rows = []
+    for (model, n), by_seed in per_seed.items():
+        seeds = sorted(by_seed)
+        row = {"model": model, "n": n, "seeds": seeds, "metrics": {}}
+        for k in metric_names:
+            row["metrics"][k] = t_interval([by_seed[s].get(k, float("nan")) for s in seeds])
+        rows.append(row)
+        table.setdefault(model, {})[str(n)] = row
+    comparisons = []
+    ref = proto.get("reference")
+    if ref is not None:
+        for (model, n), by_seed in per_seed.items():
+            if model == ref or (ref, n) not in per_seed:
+                continue
+            base = per_seed[(ref, n)]
+            seeds = sorted(set(by_seed) & set(base))
+            if not seeds:
+                continue
+            comp = {k: paired_comparison([by_seed[s].get(k, float("nan")) for s in seeds],
+                                         [base[s].get(k, float("nan")) for s in seeds]) for k in metric_names}
+            comparisons.append({"model": model, "reference": ref, "n": n, "seeds": seeds, "metrics": comp})
+    order = list(proto["models"])
+    sizes = list(proto["subset_sizes"])
+    rows.sort(key=lambda r: (sizes.index(r["n"]) if r["n"] in sizes else 0, order.index(r["model"])
+                             if r["model"] in order else 0))
+    return {"protocol": proto["name"], "data": proto["data"], "rows": rows, "comparisons": comparisons,
+            "metrics": metric_names, "n_cells_done": sum(1 for e in state["cells"].values() if e.get("done"))}
+
+
+def _fmt(s: dict) -> str:
+    m = s.get("mean")
+    if m is None or not math.isfinite(m):
+        return "n/a"
+    if s.get("n", 0) > 1 and math.isfinite(s.get("ci_low", float("nan"))):
+        return f"{m:.4g} [{s['ci_low']:.4g}, {s['ci_high']:.4g}]"
+    return f"{m:.4g}"
+
+
+def results_markdown(proto: dict, results: dict) -> str:
+    names = results["metrics"]
+    lines = [f"# Benchmark {proto['name']}", "", str(proto.get("description", "")).strip(), "",
+             f"Dataset {proto['data']} ({proto['size']} px), reference split {proto['split']}; seeds "
+             f"{proto['seeds']}; mean over seeds [95% t-interval]. ↑/↓: higher/lower is better.", "",
+             "| model | n/class | " + " | ".join(f"{k} {_arrow(k)}" for k in names) + " |",
+             "|---|---" + "|---" * len(names) + "|"]
+    for r in results["rows"]:
+        n = "all" if r["n"] is None else r["n"]
+        lines.append(f"| {r['model']} | {n} | " + " | ".join(_fmt(r["metrics"][k]) for k in names) + " |")
+    if results["comparisons"]:
+        lines += ["", "## Paired differences vs the reference (same seeds = same real images)", "",
+                  "| model - reference | n/class | " + " | ".join(names) + " |", "|---|---" + "|---" * len(names) + "|"]
+        for c in results["comparisons"]:
+            cells_ = []
+            for k in names:
+                d = c["metrics"][k]
+                p = d.get("t_pvalue")
+                ptxt = "" if p is None or not math.isfinite(p) else f" p={p:.2g}"
+                cells_.append(_fmt({"mean": d["diff_mean"], "ci_low": d["diff_ci_low"],
+                                    "ci_high": d["diff_ci_high"], "n": d["n"]}) + ptxt)
+            n = "all" if c["n"] is None else c["n"]
+            lines.append(f"| {c['model']} - {c['reference']} | {n} | " + " | ".join(cells_) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _arrow(name: str) -> str:
+    base = name.split(".")[-1]
+    if base in ("mae", "fid", "kid", "copy_fraction"):
+        return "↓"
+    return "↑" if HIGHER_IS_BETTER.get(base, True) else "↓"
+
+
+def make_plots(results: dict, out: Path) -> list[Path]:
+    """One PNG per key metric: mean +- 95% CI against subset size (or per model when there is one size)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = [m for m in results["metrics"] if m in PLOT_METRICS or (m.startswith("utility.") and
+                                                                       m.endswith((".accuracy", ".macro_auc")))]
+    paths = []
+    models = list(dict.fromkeys(r["model"] for r in results["rows"]))
+    sizes = list(dict.fromkeys(r["n"] for r in results["rows"]))
+    for metric in wanted:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for j, model in enumerate(models):
+            rs = [r for r in results["rows"] if r["model"] == model]
+            xs = [sizes.index(r["n"]) + (j - (len(models) - 1) / 2) * 0.08 for r in rs]
+            ms = np.array([r["metrics"][metric]["mean"] if metric in r["metrics"] else np.nan for r in rs], float)
+            lo = np.array([r["metrics"].get(metric, {}).get("ci_low", np.nan) for r in rs], float)
+            hi = np.array([r["metrics"].get(metric, {}).get("ci_high", np.nan) for r in rs], float)
+            err = np.vstack([np.where(np.isfinite(lo), ms - lo, 0), np.where(np.isfinite(hi), hi - ms, 0)])
+            ax.errorbar(xs, ms, yerr=err, marker="o", capsize=3, label=model, linestyle="-" if len(sizes) > 1
+                        else "none")
+        ax.set_xticks(range(len(sizes)), ["all" if s is None else str(s) for s in sizes])
+        ax.set_xlabel("real images per class")
+        ax.set_ylabel(metric)
+        ax.set_title(f"{results['protocol']}: {metric}", fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = out / f"{metric.replace('/', '_')}.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
