@@ -36,5 +36,11 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_engine.py
 
+# User guide + API reference from docstrings, into site/ (pdoc installed on demand).
+docs: $(STAMP)
+	$(PIP) install -q pdoc
+	$(BIN)/pdoc -o site --docformat google qmedgen
+	@echo "docs: open site/index.html"
+
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

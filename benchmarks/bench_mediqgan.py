@@ -36,11 +36,11 @@ CONFIGS = {
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
-def build(name: str, device: torch.device) -> Trainer:
+def build(name: str, device: torch.device, amp: bool = False) -> Trainer:
     c = CONFIGS[name]
     config = from_dict(Config, {
         "data": {"name": "retinamnist", "size": 64},
-        "train": {"batch_size": c["batch"], "amp": device.type == "cuda"},
+        "train": {"batch_size": c["batch"], "amp": amp},
         "model": {"n_subgenerators": c["k"], "depth": c["depth"], "split_ratio": c["split"], "n_qubits": 16,
                   "decoder": "style2", "prototypes": {"enabled": True, "init": "random", "dim": 2048}},
         "gan": {"n_critic": 3},
@@ -59,16 +59,19 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def time_iterations(trainer: Trainer, iters: int) -> list[float]:
+def time_iterations(trainer: Trainer, iters: int) -> tuple[list[float], list[float]]:
+    """Wall seconds and process CPU seconds (all threads) per iteration. On a contended machine the CPU time is the
+    steadier figure: a quiet machine needs about CPU / threads of wall time when the threads are kept busy."""
     trainer.train_step(0)  # warm-up
-    out = []
+    wall, cpu = [], []
     for step in range(1, iters + 1):
         sync(trainer.device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         trainer.train_step(step)
         sync(trainer.device)
-        out.append(time.perf_counter() - t0)
-    return out
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return wall, cpu
 
 
 def time_circuits(trainer: Trainer, reps: int = 3) -> tuple[float, float]:
@@ -97,6 +100,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--only", choices=sorted(CONFIGS), action="append")
+    ap.add_argument("--amp", action="store_true", help="mixed precision (bf16 autocast on CPU, AMP on CUDA)")
     ap.add_argument("--note", default="contended (shared 2-core machine; the lead reruns on a quiet one)")
     ap.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
     args = ap.parse_args()
@@ -104,15 +108,15 @@ def main() -> None:
     device = torch.device(args.device)
     lines = []
     for name in args.only or list(CONFIGS):
-        trainer = build(name, device)
-        times = time_iterations(trainer, args.iters)
+        trainer = build(name, device, args.amp)
+        times, cpu = time_iterations(trainer, args.iters)
         cf, cfb = time_circuits(trainer)
         c = CONFIGS[name]
         med = statistics.median(times)
         line = (f"{name}: batch {c['batch']}, K={c['k']}, depth {c['depth']}, 16 qubits, split {c['split']}, 64 px, "
-                f"style2, n_critic 3, prototypes on -> {med:.3f} s/iter (median of {len(times)}, min "
-                f"{min(times):.3f}); circuits alone [B={c['batch']}, K={c['k']}]: forward {cf * 1e3:.1f} ms, "
-                f"forward+backward {cfb * 1e3:.1f} ms")
+                f"style2, n_critic 3, prototypes on, {'amp' if args.amp else 'fp32'} -> {med:.3f} s/iter wall (median of {len(times)}, min "
+                f"{min(times):.3f}), {statistics.median(cpu):.3f} CPU-s/iter; circuits alone "
+                f"[B={c['batch']}, K={c['k']}]: forward {cf * 1e3:.1f} ms, forward+backward {cfb * 1e3:.1f} ms")
         print(line, flush=True)
         lines.append(line)
     if args.no_append:

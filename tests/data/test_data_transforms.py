@@ -20,6 +20,8 @@ def test_resize_is_antialiased():
     assert out.shape == (1, 8, 8, 1) and out.dtype == np.uint8 and abs(int(out.mean()) - 127) <= 3
     assert T.resize_images(arr, (64, 64)) is arr  # no-op when already that size
     assert T.resize(torch.rand(3, 10, 10), (5, 7)).shape == (3, 5, 7)
+    u8 = T.resize(torch.full((1, 1, 8, 8), 200, dtype=torch.uint8), 3)
+    assert u8.dtype == torch.uint8 and (u8 == 200).all()
 
 
 def test_unit_range_round_trip():

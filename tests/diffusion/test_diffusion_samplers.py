@@ -18,12 +18,16 @@ def model():
 
 
 @pytest.mark.parametrize(("sampler", "steps", "eta", "noise"), [
-    ("ddim", 4, 0.0, "gaussian"), ("ddim", 3, 1.0, "quantum"), ("ddpm", 5, 0.0, "hybrid"), ("ddpm", None, 0.0, "gaussian"),
+    ("ddim", 4, 0.0, "gaussian"),
+    ("ddim", 3, 1.0, "quantum"),
+    ("ddpm", 5, 0.0, "hybrid"),
+    ("ddpm", None, 0.0, "gaussian"),
 ])
 def test_samplers_give_finite_images(model, sampler, steps, eta, noise):
     schedule = make_schedule("cosine", 20 if steps is None else 1000)
+    noise_source = make_noise(noise, n_qubits=6, seed=0)
     out = sample(model, schedule, (3, 3, 28, 28), sampler=sampler, steps=steps, eta=eta,
-                 labels=torch.tensor([0, 1, 1]), guidance=2.0, null_label=2, noise=make_noise(noise, n_qubits=6, seed=0))
+                 labels=torch.tensor([0, 1, 1]), guidance=2.0, null_label=2, noise=noise_source)
     assert out.shape == (3, 3, 28, 28) and torch.isfinite(out).all()
     assert out.min() >= -1 and out.max() <= 1
 

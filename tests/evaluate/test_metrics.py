@@ -148,3 +148,13 @@ def test_bad_shapes_raise_data_error():
         warnings.simplefilter("ignore")
         with pytest.raises(DataError, match="at least 2"):
             M.kid(np.zeros((1, 3)), np.zeros((10, 3)))
+
+
+def test_truncated_knn_index_matches_full_sort():
+    rng = np.random.default_rng(11)
+    x = torch.tensor(rng.normal(size=(80, 3)))
+    d = torch.cdist(x, x)
+    w = torch.tensor(rng.multinomial(80, np.ones(80) / 80), dtype=torch.float64)
+    full = M.KnnIndex(d).radius(w, 5)
+    narrow = M.KnnIndex(d, width=6).radius(w, 5)  # forces the fallback for rows with absent neighbours
+    torch.testing.assert_close(full, narrow)

@@ -10,7 +10,7 @@ from qmedgen.errors import ConfigError
 from qmedgen.models.critic import ConditionalCritic, gradient_penalty
 from qmedgen.models.mediqgan import MediQGANGenerator, ModelConfig
 from qmedgen.models.mediqgan_quantum import MatchedMLP, mediqgan_ansatz, subgenerator_sites
-from qmedgen.quantum import expval
+from qmedgen.quantum import QuantumLayer, expval
 
 TINY = {
     "latent_dim": 8,
@@ -79,10 +79,14 @@ def test_option_shapes(over):
 
 
 def test_latent_without_prototypes_respects_adaptive_bound():
-    _, g = tiny(28, prototypes={"enabled": False})
+    _, g = tiny(28, prototypes={"enabled": False}, latent_noise="bounded-uniform")
     g.set_noise_bound(0.3)
     z = g.sample_latent(torch.zeros(500, dtype=torch.long))
     assert z.min() >= 0 and z.max() < 0.3 and z.max() > 0.25
+    _, g = tiny(28, prototypes={"enabled": False})  # authors' code: N(0, I) * ub
+    g.set_noise_bound(0.3)
+    z = g.sample_latent(torch.zeros(2000, dtype=torch.long))
+    assert abs(z.std().item() - 0.3) < 0.02 and g.uses_noise_bound
 
 
 def test_sites_follow_reference():
@@ -95,6 +99,7 @@ def test_sites_follow_reference():
 def test_circuit_map_is_the_engine_circuit():
     _, g = tiny(28)
     layer = g.quantum_layer
+    assert isinstance(layer, QuantumLayer) and layer.batch_shape == (2,)
     assert layer.weight.shape == (2, 2, 1, 4)  # [K, depth, rotations, n]
     assert layer.weight.min() >= 0 and layer.weight.max() < 1  # U[0, 1) as the reference code
     angles = torch.randn(5, 2, 4)
@@ -114,14 +119,18 @@ def test_readout_placed_at_sites():
     z = g.sample_latent(y)
     f = g._encode(z, y)
     vals = g.circuit_map(g._angles(f)).mean(-1)  # [1, K]
+    assert g.quantum_proj.in_channels == 2  # one channel per sub-generator (readout "mean")
     with torch.no_grad():
-        g.quantum_proj.weight.fill_(1.0)
+        g.quantum_proj.weight.zero_()
+        g.quantum_proj.weight[0, 1] = 1.0  # output channel 0 reads sub-generator 1's channel
         g.quantum_proj.bias.zero_()
         g.base = 4  # read the 4x4 grid itself (interpolation to 4x4 is the identity)
         q = g._quantum_stream(f)[0, 0]
     expected = torch.zeros(16)
-    expected[0], expected[15] = vals[0, 0], vals[0, 1]
+    expected[15] = vals[0, 1]
     torch.testing.assert_close(q.flatten(), expected)
+    _, g_all = tiny(28, n_subgenerators=2, readout="all")
+    assert g_all.quantum_proj.in_channels == 2 * 4
 
 
 def _quantum_jacobian_rank(readout: str) -> int:
@@ -218,7 +227,7 @@ def test_noise_injection_switch():
         ({"n_subgenerators": 17}, "n_subgenerators"),
         ({"readout": "median"}, "readout"),
         ({"quantum_stream": "mlp"}, "quantum_stream"),
-        ({"circuit_init_high": 0.0}, "circuit_init_high"),
+        ({"circuit_init": "zeros"}, "circuit_init"),
         ({"decoder_channels": [8]}, "decoder_channels"),
         ({"prototypes": {"sigma_min": 0.9}}, "sigma"),
         ({"prototypes": {"init": "file"}}, "prototypes.file"),

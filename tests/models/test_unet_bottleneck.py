@@ -102,3 +102,19 @@ def test_bottleneck_shots_add_readout_noise():
         LightUNet(gate="none").bottleneck_shots = 10
     with pytest.raises(ConfigError):
         model.bottleneck_shots = 0
+
+
+def test_circuit_runs_through_the_engines_quantum_layer():
+    from qmedgen.quantum import QuantumLayer, expval
+
+    gate = make_gate("quantum", 8, n_qubits=3, depth=1)
+    assert isinstance(gate.circuit, QuantumLayer) and gate.circuit.ansatz.rotations == ("rz", "ry")
+    calls = []
+
+    def executor(ansatz, inputs, weights, shots=None, generator=None):
+        calls.append(inputs.shape)
+        return expval(ansatz, inputs, weights)
+
+    gate.circuit.executor = executor  # what qmedgen.hardware does for noisy inference
+    gate(torch.randn(2, 8, 3, 3))
+    assert calls == [torch.Size([2, 3])]

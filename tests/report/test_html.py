@@ -6,19 +6,15 @@ import json
 import re
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
-import toy_family
 
 from qmedgen.cli import main
 from qmedgen.config import from_dict
 from qmedgen.errors import UserError
 from qmedgen.report.html import build_report, flatten_metrics, markdown_tables_to_html
 from qmedgen.train.loop import run_training
+from tests.train import toy_family
 
 
 @pytest.fixture(scope="module")

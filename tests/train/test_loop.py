@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import toy_family
 from safetensors.torch import load_file
 
 from qmedgen.config import from_dict
 from qmedgen.train import api, registry
 from qmedgen.train.checkpoint import list_checkpoints
 from qmedgen.train.loop import BatchStream, TrainingDiverged, run_training
+from tests.train import toy_family
 
 
 @pytest.fixture

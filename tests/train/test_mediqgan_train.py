@@ -125,9 +125,9 @@ def test_critic_steps_build_no_generator_graph(tmp_path):
     data = load_training_data(config.data, device, Dist(), 0)
     trainer = family.trainer_cls(config, data.spec, device, Dist(), data)
     calls = []
-    trainer.generator.register_forward_hook(lambda m, i, o: calls.append(o.requires_grad))
+    trainer.generator.register_forward_hook(lambda m, i, o: calls.append((o.shape[0], o.requires_grad)))
     trainer.train_step(0)
-    assert calls == [False, False, False, True]
+    assert calls == [(3 * 4, False), (4, True)]  # n_critic batches of fakes at once without a graph, then G
     # the circuit weights and the prototypes move during the generator update
     before = trainer.generator.quantum_layer.weight.detach().clone()
     protos = trainer.generator.prototypes.prototypes.detach().clone()
@@ -205,3 +205,22 @@ def test_sample_from_run(tmp_path):
         assert f["labels"].tolist() == [c for c in range(5) for _ in range(2)]
     with pytest.raises(ConfigError, match="diffusion"):
         api.sample(run, n_per_class=1, out=tmp_path / "s2", sampler="ddim")
+
+
+@pytest.mark.parametrize("preset", ["mediqgan-retinamnist", "mediqgan-isic2019", "mediqgan-odir5k", "mediqgan-fewshot"])
+def test_presets_resolve_to_the_paper_configs(preset):
+    assert preset in api.list_presets()
+    family, cfg = api.resolve_config(preset)
+    assert family.name == "mediqgan"
+    assert cfg.data.size == 64 and cfg.train.batch_size == 10 and cfg.gan.n_critic == 3
+    assert cfg.model.decoder == "style2" and cfg.model.prototypes.enabled and cfg.model.n_qubits == 16
+    assert cfg.optim.lr_quantum == 0.3
+    expected = {"mediqgan-retinamnist": (3, 6, 0.25), "mediqgan-isic2019": (5, 8, 0.5),
+                "mediqgan-fewshot": (3, 6, 0.25)}
+    if preset == "mediqgan-odir5k":
+        assert cfg.model.n_subgenerators == 0  # the authors' ODIR-5k run is purely classical
+    else:
+        m = cfg.model
+        assert (m.n_subgenerators, m.depth, m.split_ratio) == expected[preset]
+    if preset == "mediqgan-retinamnist":
+        assert cfg.data.split == "all" and cfg.train.steps == 200 * 1600 // 10

@@ -31,11 +31,22 @@ import torch
 from tqdm.auto import tqdm
 
 from qmedgen.errors import ConfigError
-from qmedgen.quantum import Ansatz, probabilities, simulate
+from qmedgen.quantum import Ansatz, simulate
 
 PRESETS = ("mediqgan", "qdiffusion")
 COSTS = ("mean", "local", "global")
 TWO_PI = 2 * math.pi
+
+
+def autograd_expval(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor, shots=None, generator=None):
+    """Exact <P_i> through plain autograd (the engine's reference simulator), so that forward-mode AD, vmap and
+    repeated backward passes work; the fast engine's adjoint backward allows one reverse pass per forward only.
+    Same signature as ``expval`` (shots ignored), so it doubles as a ``QuantumLayer`` executor."""
+    try:
+        from qmedgen.quantum._reference import expval as reference_expval
+    except ImportError:  # pragma: no cover - engine without the reference module
+        from qmedgen.quantum import expval as reference_expval
+    return reference_expval(ansatz, inputs, weights)
 
 
 def preset_ansatz(preset: str, n_qubits: int, depth: int) -> Ansatz:
@@ -62,16 +73,22 @@ def cost(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor, kind: str 
     """The scalar cost per circuit ``[...]`` used by the gradient-variance scan (see module docstring)."""
     if kind not in COSTS:
         raise ConfigError(f"unknown cost {kind!r}; expected one of {COSTS}")
-    probs = probabilities(ansatz, inputs, weights)  # [..., 2**n] in the readout eigenbasis, bit 0 = +1
+    if kind != "global":
+        e = autograd_expval(ansatz, inputs, weights)
+        return e[..., 0] if kind == "local" else e.mean(dim=-1)
+    psi = simulate(ansatz, inputs, weights)  # [..., 2**n], differentiable through plain autograd
     n = ansatz.n_qubits
-    idx = torch.arange(2**n, device=probs.device)
-    bits = (idx.unsqueeze(-1) >> torch.arange(n - 1, -1, -1, device=probs.device)) & 1  # [2**n, n], wire 0 first
-    signs = (1 - 2 * bits).to(probs.dtype)
-    if kind == "global":
-        return probs @ signs.prod(dim=-1)
-    if kind == "local":
-        return probs @ signs[:, 0]
-    return (probs @ signs).mean(dim=-1)
+    idx = torch.arange(2**n, device=psi.device)
+    parity = torch.ones(2**n, device=psi.device, dtype=psi.real.dtype)
+    for i in range(n):
+        parity = parity * (1 - 2 * ((idx >> i) & 1)).to(parity.dtype)  # (-1)^popcount(k): Z on every wire
+    if ansatz.observable == "z":
+        return (psi.abs() ** 2) @ parity
+    flipped = psi.flip(-1)  # X on every wire maps basis index k to (2**n - 1) - k
+    if ansatz.observable == "x":
+        return (psi.conj() * flipped).sum(-1).real
+    # Y^(x n) = i^n X^(x n) Z^(x n)
+    return ((1j**n) * (flipped.conj() * (parity * psi)).sum(-1)).real
 
 
 def gradient_variance(

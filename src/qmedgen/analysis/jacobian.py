@@ -2,9 +2,8 @@
 
 Per sample b the Jacobian J_b = d f(z)_b / d z_b is an [m, d] matrix (m = output size). Two ways to its spectrum:
 
-* ``exact``: the full Jacobian via ``torch.func.jacrev`` (reverse mode, m backward passes, best for small outputs)
-  or ``torch.func.jacfwd`` (forward mode, d passes, best when d << m), vmapped over samples; if ``vmap`` cannot
-  trace the map (data-dependent control flow, in-place ops) we fall back to one sample at a time.
+* ``exact``: the full Jacobian from min(d, m) products: d jvps when d <= m, else m vjps, all from one forward
+  pass; each product serves the whole batch (samples are independent).
 * ``randomized``: the randomised SVD of Halko, Martinsson & Tropp (2011) from Jacobian-vector products only:
   Y = J Omega (k + p jvps with Gaussian Omega), ``power_iters`` rounds of Y <- J J^T Y, Q = qr(Y), then the SVD of
   B = Q^T J (k + p vjps). Exact (to rounding) when k + p >= d, which is the usual case for latent sizes <= 256; for
@@ -16,7 +15,8 @@ under a fixed torch seed (``seed``) so each product sees the same noise realisat
 
 Effective rank (Roy & Vetterli 2007): erank = exp(H(p)), p_i = s_i / sum_j s_j, H the Shannon entropy; between 1
 and min(m, d). Condition number: s_max / s_min over the min(m, d) singular values (inf when s_min is 0).
-Numerical rank: #{s_i > rtol * s_max} with ``rtol`` = 1e-5 (about float32 resolution of the outputs).
+Numerical rank: #{s_i > rtol * s_max} with ``rtol`` = 1e-5 (about float32 resolution of the outputs); singular
+values below that threshold count as 0 for the condition number (so a rank-deficient Jacobian reports inf).
 """
 
 from __future__ import annotations
@@ -49,7 +49,8 @@ class Spectrum:
         s = np.asarray(self.singular_values, dtype=np.float64)
         self.singular_values = s
         self.erank = effective_rank(s)
-        self.condition = condition_number(s)
+        # singular values below rtol * s_max are zero at this precision: such a Jacobian is singular (inf)
+        self.condition = condition_number(np.where(s > self.rtol * s[:, :1], s, 0.0))
         self.numerical_rank = (s > self.rtol * s[:, :1]).sum(axis=1)
 
     def summary(self) -> dict:
@@ -105,34 +106,44 @@ def _seeded(f: Callable, seed: int | None) -> Callable:
 
 
 def exact_jacobian(f: Callable, z: torch.Tensor, seed: int | None = 0) -> torch.Tensor:
-    """Per-sample Jacobians ``[B, m, d]`` of a batched map ``f`` (outputs flattened per sample)."""
+    """Per-sample Jacobians ``[B, m, d]`` of a batched map ``f`` (outputs flattened per sample).
+
+    Samples are independent, so one product with a tangent (cotangent) that is the same basis vector for every
+    sample gives a column (row) of every sample's Jacobian at once: d jvps when d <= m, else m vjps.
+    """
     fs = _seeded(f, seed)
-
-    def single(zi):
-        return fs(zi.unsqueeze(0)).reshape(-1)
-
+    b, d = z.shape
     with torch.no_grad():
         m = fs(z[:1]).numel()
-    d = z.shape[1]
-    jac_fn = torch.func.jacfwd(single) if d < m else torch.func.jacrev(single)
-    try:
-        return torch.func.vmap(jac_fn, randomness="same")(z)
-    except (RuntimeError, NotImplementedError, ValueError):
-        return torch.stack([jac_fn(z[b]) for b in range(z.shape[0])])
+    if d <= m:
+        eye = torch.eye(d, dtype=z.dtype, device=z.device)
+        cols = _jvps(fs, z, [eye[j].expand(b, d) for j in range(d)])
+        return torch.stack([c.reshape(b, -1) for c in cols], dim=-1)
+    eye = torch.eye(m, dtype=z.dtype, device=z.device)
+    rows = _vjps(fs, z, [eye[i].expand(b, m) for i in range(m)])
+    return torch.stack(rows, dim=1)
 
 
-def _jvp(f: Callable, z: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+def _jvps(f: Callable, z: torch.Tensor, tangents: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Jacobian-vector products J t for several tangents from ONE forward pass.
+
+    Reverse-over-reverse ("double vjp"): u -> J^T u is linear in u, so d/du <J^T u, t> = J t; one graph of
+    J^T u serves every tangent. Faster than forward-mode AD through complex-valued simulators here; falls back to
+    ``torch.func.jvp`` when the map has no double backward.
+    """
     try:
-        return torch.func.jvp(f, (z,), (t,))[1]
-    except (RuntimeError, NotImplementedError):
-        # double-vjp trick: u -> J^T u is linear in u, so d/du <J^T u, t> = J t
-        z = z.detach().requires_grad_(True)
+        zz = z.detach().requires_grad_(True)
         with torch.enable_grad():
-            y = f(z)
+            y = f(zz)
             u = torch.zeros_like(y, requires_grad=True)
-            (g,) = torch.autograd.grad(y, z, u, create_graph=True)
-            (jt,) = torch.autograd.grad(g, u, t)
-        return jt
+            (g,) = torch.autograd.grad(y, zz, u, create_graph=True)
+            out = []
+            for i, t in enumerate(tangents):
+                (jt,) = torch.autograd.grad(g, u, t, retain_graph=i < len(tangents) - 1, allow_unused=True)
+                out.append(torch.zeros_like(y) if jt is None else jt.detach())
+        return out
+    except RuntimeError:
+        return [torch.func.jvp(f, (z,), (t,))[1].detach() for t in tangents]
 
 
 def _vjps(f: Callable, z: torch.Tensor, us: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -141,8 +152,8 @@ def _vjps(f: Callable, z: torch.Tensor, us: list[torch.Tensor]) -> list[torch.Te
         y = f(z)
         out = []
         for i, u in enumerate(us):
-            (g,) = torch.autograd.grad(y, z, u.reshape(y.shape), retain_graph=i < len(us) - 1)
-            out.append(g)
+            (g,) = torch.autograd.grad(y, z, u.reshape(y.shape), retain_graph=i < len(us) - 1, allow_unused=True)
+            out.append(torch.zeros_like(z) if g is None else g.detach())
     return out
 
 
@@ -161,12 +172,12 @@ def randomized_singular_values(
     k = d if k is None else min(k, d)
     ell = min(d, k + oversample)
     omega = torch.randn(ell, b, d, generator=generator, dtype=z.dtype).to(z.device)
-    y = torch.stack([_jvp(fs, z, omega[j]).reshape(b, -1) for j in range(ell)], dim=-1)  # [B, m, ell]
+    y = torch.stack([c.reshape(b, -1) for c in _jvps(fs, z, list(omega))], dim=-1)  # J Omega: [B, m, ell]
     for _ in range(power_iters):
         q = torch.linalg.qr(y).Q
         w = torch.stack(_vjps(fs, z, [q[..., j] for j in range(ell)]), dim=-1)  # J^T Q: [B, d, ell]
         w = torch.linalg.qr(w).Q
-        y = torch.stack([_jvp(fs, z, w[..., j]).reshape(b, -1) for j in range(ell)], dim=-1)
+        y = torch.stack([c.reshape(b, -1) for c in _jvps(fs, z, [w[..., j] for j in range(ell)])], dim=-1)
     q = torch.linalg.qr(y).Q  # [B, m, ell]
     bt = torch.stack(_vjps(fs, z, [q[..., j] for j in range(ell)]), dim=-1)  # B^T = J^T Q: [B, d, ell]
     s = torch.linalg.svdvals(bt)

@@ -42,7 +42,11 @@ def resize(x: torch.Tensor, size: int | Sequence[int], mode: str = "bilinear") -
     if xb.shape[-2:] == (h, w):
         return x
     kwargs = {"antialias": True, "align_corners": False} if mode in ("bilinear", "bicubic") else {}
-    out = F.interpolate(xb.float(), size=(h, w), mode=mode, **kwargs).to(x.dtype)
+    out = F.interpolate(xb.float(), size=(h, w), mode=mode, **kwargs)
+    if not x.dtype.is_floating_point:  # integer images: round and clip instead of truncating
+        info = torch.iinfo(x.dtype)
+        out = out.round().clamp(info.min, info.max)
+    out = out.to(x.dtype)
     return out[0] if single else out
 
 

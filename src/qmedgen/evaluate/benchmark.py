@@ -5,7 +5,8 @@ Keys: ``name``, ``description``, ``data``, ``size``, ``split`` (real reference s
 ``subset_sizes`` (images per class; ``null`` = full training split), ``models`` (label -> ``{model, overrides}``),
 ``reference`` (model label for paired comparisons), ``train`` (overrides for every model), ``keys`` (which
 config keys receive dataset, subset size, seeds: kept in the YAML so they are easy to adapt), ``sample``,
-``evaluate``, ``utility``, and ``quick`` (a partial protocol deep-merged over the rest with ``--quick``).
+``evaluate``, ``utility``, and ``quick`` (a partial protocol applied with ``--quick``: ``train``, ``sample``,
+``evaluate`` and ``utility`` merge key by key, other keys are replaced).
 
 The cell seed sets both the few-shot draw and the training seed, so across seeds both sources of variance are
 sampled, and models are compared *paired* by seed (same real images). Progress is recorded in
@@ -37,6 +38,7 @@ DEFAULT_KEYS = {"data_name": "data.name", "size": "data.size", "n_per_class": "d
                 "subset_seed": "data.subset_seed", "seed": "train.seed"}
 TOP_KEYS = {"name", "description", "data", "size", "split", "seeds", "subset_sizes", "models", "reference", "train",
             "keys", "sample", "evaluate", "utility", "quick"}
+MERGE_KEYS = {"train", "keys", "sample", "evaluate", "utility"}
 PLOT_METRICS = ("fid", "kid", "precision", "recall", "coverage", "conditional_accuracy", "msssim_diversity",
                 "copy_fraction")
 
@@ -80,7 +82,11 @@ def load_protocol(spec: str | Path, quick: bool = False) -> dict:
         if key not in proto:
             raise ConfigError(f"{where}: missing required key {key!r}")
     if quick:
-        proto = _deep_merge(proto, proto.get("quick") or {})
+        q = proto.get("quick") or {}
+        if not isinstance(q, dict):
+            raise ConfigError(f"{where}: 'quick' must be a mapping of protocol keys")
+        for k, v in q.items():  # sections merge key by key; lists and 'models' are replaced wholesale
+            proto[k] = _deep_merge(proto[k], v) if k in MERGE_KEYS and isinstance(proto.get(k), dict) else v
         proto["name"] = f"{proto['name']}-quick"
     proto.pop("quick", None)
     proto.setdefault("seeds", [0])
@@ -151,17 +157,7 @@ class State:
 def _default_train(model: str, overrides: dict, run_root: Path, progress: bool = True) -> Path:
     from qmedgen.train.api import train
 
-    return train(model, [f"{k}={_ov(v)}" for k, v in overrides.items()], run_root=run_root, progress=progress)
-
-
-def _ov(v: Any) -> str:
-    if v is None:
-        return "null"
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (list, dict)):
-        return json.dumps(v)
-    return str(v)
+    return train(model, dict(overrides), run_root=run_root, progress=progress)
 
 
 def _default_sample(run_dir: Path, n_per_class: int, out: Path, **opts) -> Path:
@@ -225,7 +221,7 @@ def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, p
         spec = ev.pop("extractor", "domain")
         conditional = bool(ev.pop("conditional", True))
         train_data = ev.pop("train_data", "auto")
-        cfg = EvalConfig(progress=progress, seed=c["seed"], **ev)
+        cfg = _build(EvalConfig, "evaluate", {"progress": progress, "seed": c["seed"], **ev})
         key = spec if spec != "domain" else f"domain:{c['data']}"
         if key not in extractors and not key.startswith("domain:"):
             from qmedgen.evaluate.extractors import load_extractor
@@ -238,15 +234,26 @@ def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, p
         state.save()
     ut = dict(c["utility"])
     if ut.pop("enabled", False) and "utility" not in stages:
-        seeds = tuple(ut.pop("seeds", [c["seed"]]))
-        arms = tuple(ut.pop("arms", ("real", "real+syn", "syn")))
-        ucfg = UtilityConfig(arms=arms, seeds=seeds, progress=progress, device=device,
-                             ratios=tuple(ut.pop("ratios", (1.0,))), **ut)
+        ut = {"seeds": [c["seed"]], "arms": ["real", "real+syn", "syn"], "device": device, "progress": progress, **ut}
+        for k in ("seeds", "arms", "ratios", "augment"):
+            if ut.get(k) is not None:
+                ut[k] = tuple(ut[k])
+        ucfg = _build(UtilityConfig, "utility", ut)
         result, json_path, _ = utility_for_samples(samples, c["data"], c["n"], c["seed"], c["split"], ucfg, samples,
                                                    size=c["overrides"].get("data.size"))
         stages["utility"] = {arm: {k: v["mean"] for k, v in s.items()} for arm, s in result["summary"].items()}
         stages["utility_file"] = str(json_path)
         state.save()
+
+
+def _build(cls, section: str, values: dict):
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"protocol section {section!r}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    return cls(**values)
 
 
 # ----------------------------------------------------------------------------------------------- aggregation
@@ -342,37 +349,42 @@ def _arrow(name: str) -> str:
 
 
 def make_plots(results: dict, out: Path) -> list[Path]:
-    """One PNG per key metric: mean +- 95% CI against subset size (or per model when there is one size)."""
+    """``summary.png``: one panel per key metric, mean +- 95% CI against subset size, one line per model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out.mkdir(parents=True, exist_ok=True)
     wanted = [m for m in results["metrics"] if m in PLOT_METRICS or (m.startswith("utility.") and
                                                                        m.endswith((".accuracy", ".macro_auc")))]
-    paths = []
+    if not wanted or not results["rows"]:
+        return []
+    out.mkdir(parents=True, exist_ok=True)
     models = list(dict.fromkeys(r["model"] for r in results["rows"]))
     sizes = list(dict.fromkeys(r["n"] for r in results["rows"]))
-    for metric in wanted:
-        fig, ax = plt.subplots(figsize=(5, 3.5))
+    cols = min(4, len(wanted))
+    rows_ = math.ceil(len(wanted) / cols)
+    fig, axes = plt.subplots(rows_, cols, figsize=(3.6 * cols, 2.8 * rows_), squeeze=False)
+    for ax, metric in zip(axes.flat, wanted):
         for j, model in enumerate(models):
-            rs = [r for r in results["rows"] if r["model"] == model]
+            rs = [r for r in results["rows"] if r["model"] == model and metric in r["metrics"]]
             xs = [sizes.index(r["n"]) + (j - (len(models) - 1) / 2) * 0.08 for r in rs]
-            ms = np.array([r["metrics"][metric]["mean"] if metric in r["metrics"] else np.nan for r in rs], float)
-            lo = np.array([r["metrics"].get(metric, {}).get("ci_low", np.nan) for r in rs], float)
-            hi = np.array([r["metrics"].get(metric, {}).get("ci_high", np.nan) for r in rs], float)
+            ms = np.array([r["metrics"][metric]["mean"] for r in rs], float)
+            lo = np.array([r["metrics"][metric]["ci_low"] for r in rs], float)
+            hi = np.array([r["metrics"][metric]["ci_high"] for r in rs], float)
             err = np.vstack([np.where(np.isfinite(lo), ms - lo, 0), np.where(np.isfinite(hi), hi - ms, 0)])
-            ax.errorbar(xs, ms, yerr=err, marker="o", capsize=3, label=model, linestyle="-" if len(sizes) > 1
-                        else "none")
+            ax.errorbar(xs, ms, yerr=err, marker="o", capsize=3, label=model,
+                        linestyle="-" if len(sizes) > 1 else "none")
         ax.set_xticks(range(len(sizes)), ["all" if s is None else str(s) for s in sizes])
-        ax.set_xlabel("real images per class")
-        ax.set_ylabel(metric)
-        ax.set_title(f"{results['protocol']}: {metric}", fontsize=9)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        path = out / f"{metric.replace('/', '_')}.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
+        ax.set_title(f"{metric} {_arrow(metric)}", fontsize=9)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(wanted):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.supxlabel("real images per class (mean over seeds, 95% t-interval)", fontsize=8)
+    fig.suptitle(results["protocol"], fontsize=10)
+    fig.tight_layout()
+    path = out / "summary.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return [path]

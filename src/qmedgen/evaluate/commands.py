@@ -17,8 +17,8 @@ def register(subparsers) -> None:
     p.add_argument("--extractor", default="domain",
                    help="'domain' (classifier trained on the dataset, default), 'inception', or a TorchScript path")
     p.add_argument("--train-data", default="auto",
-                   help="images the generator saw, for memorisation: auto (run's indices, else train split), "
-                        "none, or NAME[:SPLIT]")
+                   help="images the generator saw, for memorisation: auto (the run's recorded training images; "
+                        "skipped when unknown), none, or NAME[:SPLIT]")
     p.add_argument("--size", type=int, help="image size of the real set (default: the run's size, else 28)")
     p.add_argument("--out", type=Path, help="output folder (default: next to the samples)")
     p.add_argument("--n-boot", type=int, default=200, help="bootstrap replicates (default 200)")
@@ -48,7 +48,7 @@ def register(subparsers) -> None:
     u.add_argument("--ratios", type=float, nargs="+", default=[1.0], help="synthetic/real ratios (default 1)")
     u.add_argument("--arms", nargs="+", default=["real", "real-noaug", "real+syn", "syn"],
                    help="arms: real (baseline), real-noaug, real+syn, syn")
-    u.add_argument("--steps", type=int, default=400, help="training steps per classifier (default 400)")
+    u.add_argument("--steps", type=int, default=300, help="training steps per classifier (default 300)")
     u.add_argument("--batch-size", type=int, default=64)
     u.add_argument("--size", type=int, help="image size of the real set (default: the run's size, else 28)")
     u.add_argument("--out", type=Path, help="output folder (default: next to the samples)")

@@ -128,7 +128,9 @@ def evaluate_features(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarra
         rng_b = np.random.default_rng(cfg.seed + 2)
         wr = stratified_counts(yr_sub, cfg.n_boot, rng_b)
         wf = stratified_counts(strat_f, cfg.n_boot, rng_b)
-        reps = [M.prdc_weighted(d_rr, d_ff, d_rf, torch.from_numpy(a), torch.from_numpy(b) * fw_t, cfg.k)
+        width = max(16 * cfg.k, 64)
+        idx_r, idx_f = M.KnnIndex(d_rr, width), M.KnnIndex(d_ff, width)
+        reps = [M.prdc_weighted(idx_r, idx_f, d_rf, torch.from_numpy(a), torch.from_numpy(b) * fw_t, cfg.k)
                 for a, b in zip(wr, wf)]
         for name, value in point.items():
             r = [x[name] for x in reps]
@@ -148,20 +150,21 @@ def evaluate_features(real: np.ndarray, real_labels: np.ndarray, fake: np.ndarra
         out["feature_diversity"] = MetricValue(div["value"], **div_ci, extra={"per_class": div["per_class"]})
 
     if train is not None:
-        mem = M.memorisation(fake, train, heldout=real)
+        if len(train) < 2:
+            raise DataError(f"memorisation needs at least 2 training images; got {len(train)}")
         d1, d2 = M.nearest_two(fake, train)
-        h1, _ = M.nearest_two(real, train)
-        copies = (d1 < M.COPY_RATIO_THRESHOLD * d2).astype(np.float64)
+        h1, h2 = M.nearest_two(real, train)
+        thr = M.COPY_RATIO_THRESHOLD
+        copies = (d1 < thr * d2).astype(np.float64)
         cf_ci = bootstrap(lambda v: float((v * copies).sum() / v.sum()), strat_f, cfg.n_boot, cfg.seed + 4)
-        out["copy_fraction"] = MetricValue(mem["copy_fraction"], cf_ci["ci_low"], cf_ci["ci_high"], cf_ci["se"],
-                                           extra={"threshold": mem["threshold"],
-                                                  "heldout_copy_fraction": mem["heldout_copy_fraction"],
-                                                  "n_train": len(train)})
+        extra = {"threshold": thr, "heldout_copy_fraction": float(np.mean(h1 < thr * h2)), "n_train": len(train)}
+        out["copy_fraction"] = MetricValue(float(copies.mean()), cf_ci["ci_low"], cf_ci["ci_high"], cf_ci["se"],
+                                           extra=extra)
 
         def ratio(w, v):
             return _weighted_median(d1, v.numpy()) / max(_weighted_median(h1, w.numpy()), 1e-12)
         nn_ci = _ci(ratio, strat_r, strat_f, cfg.n_boot, cfg.seed + 5)
-        out["nn_distance_ratio"] = MetricValue(mem["nn_distance_ratio"], **nn_ci)
+        out["nn_distance_ratio"] = MetricValue(float(np.median(d1) / max(np.median(h1), 1e-12)), **nn_ci)
     return out, flags
 
 

@@ -191,25 +191,57 @@ class FeatureGeometry:
         return self._d
 
 
+class KnnIndex:
+    """Neighbours of every point of one set, sorted by distance once, for repeated weighted k-NN radii.
+
+    Only the nearest ``width`` neighbours are kept (bootstrap weights rarely need more to reach k); rows that do
+    fall short are recomputed from the full distance matrix.
+    """
+
+    def __init__(self, d: torch.Tensor, width: int | None = None) -> None:
+        d = d.clone()
+        d.fill_diagonal_(float("inf"))
+        self.d = d
+        self.width = min(len(d), width or len(d))
+        sorted_d, order = torch.sort(d, dim=1)
+        self.sorted_d, self.order = sorted_d[:, :self.width], order[:, :self.width]
+
+    def radius(self, w: torch.Tensor, k: int) -> torch.Tensor:
+        """Distance to the k-th nearest *other* point, counting neighbour j with multiplicity w_j (0 = absent)."""
+        r = _kth_from_sorted(self.sorted_d, w[self.order], k)
+        short = ~torch.isfinite(r)
+        if short.any() and self.width < len(self.d):
+            rows = torch.nonzero(short).squeeze(1)
+            sd, order = torch.sort(self.d[rows], dim=1)
+            r[rows] = _kth_from_sorted(sd, w[order], k)
+        return r
+
+
+def _kth_from_sorted(sorted_d: torch.Tensor, weights: torch.Tensor, k: int) -> torch.Tensor:
+    cw = torch.cumsum(weights, dim=1)
+    pos = torch.searchsorted(cw, torch.full((len(cw), 1), float(k) - 1e-9, dtype=cw.dtype))
+    found = pos < cw.shape[1]
+    val = torch.gather(sorted_d, 1, pos.clamp_max(cw.shape[1] - 1)).squeeze(1)
+    return torch.where(found.squeeze(1), val, torch.full_like(val, float("inf")))
+
+
 def knn_radius(d: torch.Tensor, w: torch.Tensor, k: int) -> torch.Tensor:
     """Distance from each point to its k-th nearest *other* point, counting neighbour j with multiplicity w_j.
 
     ``d`` is a square within-set distance matrix; points with weight 0 are absent. Fractional weights (class-prior
     matching) are treated as multiplicities, which is what the weighted k-NN ball means.
     """
-    d = d.clone()
-    d.fill_diagonal_(float("inf"))
-    order = torch.argsort(d, dim=1)
-    cw = torch.cumsum(w[order], dim=1)
-    pos = torch.searchsorted(cw, torch.full((len(d), 1), float(k) - 1e-9, dtype=cw.dtype)).clamp_max(len(d) - 1)
-    return torch.gather(torch.gather(d, 1, order), 1, pos).squeeze(1)
+    return KnnIndex(d).radius(w, k)
 
 
-def prdc_weighted(d_rr: torch.Tensor, d_ff: torch.Tensor, d_rf: torch.Tensor, w: torch.Tensor, v: torch.Tensor,
-                  k: int = 5) -> dict[str, float]:
-    """Precision, recall, density, coverage (Naeem et al., 2020) for weighted real (w) and fake (v) sets."""
-    r_real = knn_radius(d_rr, w, k)
-    r_fake = knn_radius(d_ff, v, k)
+def prdc_weighted(d_rr: torch.Tensor | KnnIndex, d_ff: torch.Tensor | KnnIndex, d_rf: torch.Tensor, w: torch.Tensor,
+                  v: torch.Tensor, k: int = 5) -> dict[str, float]:
+    """Precision, recall, density, coverage (Naeem et al., 2020) for weighted real (w) and fake (v) sets.
+
+    ``d_rr``/``d_ff`` are within-set distance matrices or their precomputed :class:`KnnIndex`.
+    """
+    r_real = (d_rr if isinstance(d_rr, KnnIndex) else KnnIndex(d_rr)).radius(w, k)
+    r_fake = (d_ff if isinstance(d_ff, KnnIndex) else KnnIndex(d_ff)).radius(v, k)
     present_r, present_f = w > 0, v > 0
     inside_real = (d_rf <= r_real[:, None]) & present_r[:, None]       # fake j inside real ball i
     inside_fake = (d_rf <= r_fake[None, :]) & present_f[None, :]       # real i inside fake ball j
@@ -271,10 +303,11 @@ def diversity_weighted(d_rr, d_ff, yr, yf, w, v) -> dict[str, float | dict]:
 
 # -------------------------------------------------------------------------------------------- memorisation
 
-def nearest_two(query: np.ndarray, reference: np.ndarray, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Distances from each query row to its nearest and second-nearest reference rows."""
+def nearest_two(query: np.ndarray, reference: np.ndarray, chunk: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Distances from each query row to its nearest and second-nearest reference rows (chunked: ~160 MB)."""
     ref = _t(reference)
     nr = (ref * ref).sum(1)
+    chunk = chunk or max(1, 20_000_000 // max(len(ref), 1))
     d1, d2 = [], []
     for start in range(0, len(query), chunk):
         q = _t(query[start:start + chunk])

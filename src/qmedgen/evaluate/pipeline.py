@@ -36,22 +36,31 @@ def resolve_dataset(data: str | None, info: dict | None, where: Path) -> str:
     raise ConfigError(f"{where}: cannot tell which dataset these samples imitate; pass --data NAME")
 
 
-def training_images(train_data: str, data: str, info: dict | None, size: int, root: Path | None):
-    """Images the generator was trained on (for memorisation): ``auto`` uses the run's recorded indices when
-    known, else the full training split; ``none`` disables; ``NAME[:SPLIT]`` names another set."""
+def training_images(train_data: str, data: str, info: dict | None, size: int, root: Path | None,
+                    classes: list[int] | None = None):
+    """Images the generator was trained on (for memorisation) and a description.
+
+    ``auto``: the run's recorded training indices (``indices.json``) when the samples come from a run, else
+    nothing (memorisation is skipped rather than measured against images the generator may never have seen);
+    ``none``: skip; ``NAME[:SPLIT]``: that split, restricted to the sampled classes.
+    """
     if train_data == "none":
         return None, "none"
     if train_data == "auto":
-        if info and "indices" in info:
-            ds = load_split(info.get("dataset", data), info.get("split", "train"), size=size, root=root)
-            idx = np.asarray(info["indices"], dtype=np.int64)
-            if len(idx) and idx.max() >= len(ds):
-                raise DataError(f"{info['run_dir']}/indices.json: index {idx.max()} out of range for "
-                                f"{info.get('dataset')} ({len(ds)} images)")
-            return ds.images[idx], f"run {info['run_dir']} ({len(idx)} images)"
-        return load_split(data, "train", size=size, root=root).images, f"{data} train split"
+        if not (info and "indices" in info):
+            return None, "unknown (no run record; pass --train-data NAME[:SPLIT])"
+        ds = load_split(info.get("dataset", data), info.get("split", "train"), size=size, root=root)
+        idx = np.asarray(info["indices"], dtype=np.int64)
+        if len(idx) and idx.max() >= len(ds):
+            raise DataError(f"{info['run_dir']}/indices.json: index {idx.max()} out of range for "
+                            f"{info.get('dataset')} ({len(ds)} images)")
+        return ds.images[idx], f"run {info['run_dir']} ({len(idx)} images)"
     name, _, split = train_data.partition(":")
-    return load_split(name, split or "train", size=size, root=root).images, train_data
+    ds = load_split(name, split or "train", size=size, root=root)
+    y = _labels_1d(ds)
+    if classes is not None and y.ndim == 1:
+        return ds.images[np.isin(y, classes)], f"{train_data}, classes {classes}"
+    return ds.images, train_data
 
 
 def evaluate_samples(samples: Path, data: str | None = None, split: str = "test", extractor: str = "domain",
@@ -70,8 +79,17 @@ def evaluate_samples(samples: Path, data: str | None = None, split: str = "test"
     data = resolve_dataset(data, info, src)
     size = int(size or (info or {}).get("size") or 28)
     real = load_split(data, split, size=size, root=root)
-    real_labels = _labels_1d(real)
-    check_compatible(real.images, images, real_name=f"{data} {split} split", fake_name=f"samples in {src}")
+    real_images, real_labels = real.images, _labels_1d(real)
+    check_compatible(real_images, images, real_name=f"{data} {split} split", fake_name=f"samples in {src}")
+    classes = None
+    if real_labels.ndim == 1:  # a generator of some classes is compared with real images of those classes only
+        classes = sorted(int(c) for c in np.unique(labels))
+        unknown = sorted(set(classes) - set(np.unique(real_labels).tolist()))
+        if unknown:
+            raise DataError(f"samples in {src} have class labels {unknown} that {data} {split} does not have "
+                            f"(classes {sorted(np.unique(real_labels).tolist())})")
+        keep = np.isin(real_labels, classes)
+        real_images, real_labels = real_images[keep], real_labels[keep]
     spec = f"domain:{data}" if extractor == "domain" else extractor
     ext = extractor_obj
     if ext is None and not spec.startswith("domain:"):  # fail fast on a bad extractor before any training
@@ -82,10 +100,13 @@ def evaluate_samples(samples: Path, data: str | None = None, split: str = "test"
     if ext is None:
         ext = domain if spec == f"domain:{data}" and domain is not None else load_extractor(
             spec, device, size=size, root=root, progress=cfg.progress)
-    train_images, train_desc = training_images(train_data, data, info, size, root)
-    result = evaluate_images(real.images, real_labels, images, labels, ext, cfg, train_images=train_images,
+    train_images, train_desc = training_images(train_data, data, info, size, root, classes)
+    result = evaluate_images(real_images, real_labels, images, labels, ext, cfg, train_images=train_images,
                              domain=domain if conditional else None)
+    if train_images is None and train_data != "none":
+        result["flags"].append(f"memorisation not measured: training images {train_desc}")
     result.update({"samples": str(src), "dataset": data, "real_split": split, "train_data": train_desc,
+                   "classes": classes,
                    "run": info.get("run_dir") if info else None, "seconds": round(time.perf_counter() - t0, 1)})
     out = Path(out) if out is not None else (src.parent if src.is_file() else src)
     tag = extractor_tag(extractor)
@@ -137,5 +158,6 @@ def utility_for_samples(samples: Path | None, data: str | None = None, n_per_cla
     if out is None:
         raise ConfigError("utility without samples needs --out DIR")
     json_path = write_json_atomic(out / "utility.json", result)
-    md = f"## Downstream utility on {data} ({split} split)\n\nReal training subset: {how}.\n\n" + utility_markdown(result)
+    md = f"## Downstream utility on {data} ({split} split)\n\nReal training subset: {how}.\n\n"
+    md += utility_markdown(result)
     return result, json_path, write_text_atomic(out / "utility.md", md)

@@ -31,7 +31,7 @@ def _num(x) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "n/a"
     ax = abs(x)
-    return f"{x:.3g}" if ax >= 1000 or ax < 1e-3 and ax != 0 else f"{x:.4f}"
+    return f"{x:.3g}" if ax >= 1000 or (ax < 1e-3 and ax != 0) else f"{x:.4f}"
 
 
 def metrics_markdown(result: dict, title: str = "Sample quality") -> str:

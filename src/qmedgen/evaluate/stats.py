@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 
@@ -76,8 +77,6 @@ def paired_comparison(a: Sequence[float], b: Sequence[float], confidence: float 
     if len(d) >= 2 and np.any(d != 0):
         if d.std(ddof=1) > 0:
             out["t_pvalue"] = float(sps.ttest_rel(a[ok], b[ok]).pvalue)
-        try:
+        with contextlib.suppress(ValueError):  # e.g. too few non-zero differences
             out["wilcoxon_pvalue"] = float(sps.wilcoxon(d).pvalue)
-        except ValueError:
-            pass
     return out

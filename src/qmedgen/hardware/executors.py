@@ -19,6 +19,7 @@ Qiskit executors are forward-only (inference): their outputs carry no gradient.
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Callable, Iterator
 
 import numpy as np
@@ -161,7 +162,10 @@ class AerExecutor(_QiskitExecutor):
 
             options = {"method": self.method, "max_parallel_threads": self.threads}
             if self.noise:
-                options["noise_model"] = compact_noise_model(device_noise_model(self.backend), physical_qubits)
+                compact = compact_noise_model(device_noise_model(self.backend), physical_qubits)
+                if compact is None:
+                    raise RuntimeError("this qiskit-aer cannot restrict a noise model to the circuit's qubits")
+                options["noise_model"] = compact
             self._samplers[key] = SamplerV2(
                 default_shots=self.shots, seed=self.seed, options={"backend_options": options}
             )
@@ -227,14 +231,12 @@ class RuntimeExecutor(_QiskitExecutor):
                 self._mode = rt.Session(backend=self.backend)
             else:
                 self._mode = self.backend
-        if self.primitive == "sampler":
-            p = rt.SamplerV2(mode=self._mode)
-            p.options.default_shots = self.shots
-        else:
-            p = rt.EstimatorV2(mode=self._mode)
-            p.options.default_shots = self.shots
-            if self.resilience_level is not None:
-                p.options.resilience_level = self.resilience_level
+        with warnings.catch_warnings():  # V2 primitives are deprecated in 0.50+ but remain the documented API
+            warnings.filterwarnings("ignore", message=".*V2 class is deprecated", category=DeprecationWarning)
+            p = rt.SamplerV2(mode=self._mode) if self.primitive == "sampler" else rt.EstimatorV2(mode=self._mode)
+        p.options.default_shots = self.shots
+        if self.primitive == "estimator" and self.resilience_level is not None:
+            p.options.resilience_level = self.resilience_level
         if self.twirling:
             p.options.twirling.enable_gates = True
             p.options.twirling.enable_measure = True

@@ -6,6 +6,8 @@ of [RZ(w), RY(w) on every qubit, CNOT ladder i -> i+1], read <Z_i>), ``Linear(n_
 expectation values to one logit per channel, and the logits gate the bottleneck channel-wise. Unlike the public
 reference code, the circuit weights are live (RY rotations do not commute with the Z readout, so every weight
 moves <Z>) and nothing is detached: gradients reach the input projection, the circuit and the output projection.
+The circuit is a :class:`qmedgen.quantum.QuantumLayer` (weights initialised U[0, 1), as in the public code), so the
+hardware code can swap its executor or attach a noise model, and ``shots`` gives shot noise on the readout.
 
 ``gate="none"`` is the paper's classical counterpart (no gate at all). ``gate="matched-se"`` is a
 squeeze-and-excitation gate, ``Linear(C -> h) -> SiLU -> Linear(h -> C)``, whose hidden width ``h`` is chosen so that
@@ -26,7 +28,7 @@ import torch
 from torch import nn
 
 from qmedgen.errors import ConfigError
-from qmedgen.quantum import Ansatz
+from qmedgen.quantum import Ansatz, QuantumLayer
 
 GATES = ("quantum", "none", "matched-se")
 ACTIVATIONS = ("tanh", "sigmoid")
@@ -37,37 +39,6 @@ def bottleneck_ansatz(n_qubits: int, depth: int) -> Ansatz:
     return Ansatz(
         n_qubits=n_qubits, depth=depth, encoding="ry", rotations=("rz", "ry"), entangler="cnot-chain", observable="z"
     )
-
-
-class _ExpvalCircuit(nn.Module):
-    """Fallback circuit module on :func:`qmedgen.quantum.expval`, used only when ``QuantumLayer`` is unavailable."""
-
-    def __init__(self, ansatz: Ansatz, shots: int | None = None) -> None:
-        super().__init__()
-        self.ansatz = ansatz
-        self.shots = shots
-        self.weights = nn.Parameter(torch.empty(ansatz.weight_shape).uniform_(-math.pi, math.pi))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from qmedgen.quantum import expval
-
-        return expval(self.ansatz, x, self.weights, shots=self.shots)
-
-
-def _circuit_layer(ansatz: Ansatz, shots: int | None) -> nn.Module:
-    """The engine's ``QuantumLayer`` (whose executor the hardware code can swap); the expval fallback otherwise."""
-    try:
-        from qmedgen.quantum import QuantumLayer  # type: ignore[attr-defined]
-    except ImportError:
-        return _ExpvalCircuit(ansatz, shots)
-    return QuantumLayer(ansatz, shots=shots)
-
-
-def _circuit_weights(layer: nn.Module) -> nn.Parameter:
-    """The trainable circuit-weight tensor of a circuit layer (the one parameter shaped like the ansatz weights)."""
-    for p in layer.parameters():
-        return p
-    raise RuntimeError("the circuit layer has no trainable weights")
 
 
 class _Gate(nn.Module):
@@ -101,12 +72,14 @@ class QuantumGate(_Gate):
         super().__init__(activation, residual)
         self.ansatz = bottleneck_ansatz(n_qubits, depth)
         self.proj_in = nn.Linear(channels, n_qubits)
-        self.circuit = _circuit_layer(self.ansatz, shots)
+        # The engine's layer; qmedgen.hardware swaps its ``executor`` (or sets ``noise``) for noisy inference.
+        self.circuit = QuantumLayer(self.ansatz, init="uniform", shots=shots)
         self.proj_out = nn.Linear(n_qubits, channels)
 
     @property
     def circuit_weights(self) -> nn.Parameter:
-        return _circuit_weights(self.circuit)
+        """The trainable circuit weights, ``[depth, 2 (rz, ry), n_qubits]``."""
+        return self.circuit.weight
 
     @property
     def shots(self) -> int | None:
@@ -119,10 +92,12 @@ class QuantumGate(_Gate):
         self.circuit.shots = value
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        pooled = h.float().mean(dim=(2, 3))
-        angles = self.proj_in(pooled)
-        q = self.circuit(angles).to(angles.dtype)
-        return self._gate(h, self.proj_out(q))
+        # The circuit runs in float32 even under mixed precision (angles in bf16 would lose the phase).
+        with torch.autocast(device_type=h.device.type, enabled=False):
+            angles = self.proj_in(h.float().mean(dim=(2, 3)))
+            q = self.circuit(angles).to(angles.dtype)
+            z = self.proj_out(q)
+        return self._gate(h, z)
 
 
 class SEGate(_Gate):

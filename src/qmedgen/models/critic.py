@@ -48,7 +48,7 @@ class ConditionalCritic(nn.Module):
         layers: list[nn.Module] = []
         c_in = channels
         for c_out in chans:
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=False), nn.LeakyReLU(0.2)]
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.score = nn.Linear(c_in, 1)

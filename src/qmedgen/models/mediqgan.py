@@ -3,6 +3,8 @@
 Data flow (Jiao et al., arXiv 2506.21015; the shapes below are for 64 px)::
 
     z [B, latent_dim] ++ LayerNorm(embed(y)) -> encoder -> F [B, 32, 8, 8]
+         ("broadcast": the vector copied over the 8x8 grid, 1x1 conv -> 128, 3x3 -> 128, 3x3 -> 32, GELU;
+          "linear": a linear layer to 32x8x8, 3x3 -> 64, 3x3 -> 32, GELU -- the code's "cnn" and "fc" encoders)
     F -> 1x1 conv -> classical stream [B, 32-q, 8, 8] -> 3x3 conv + LeakyReLU
     F -> 1x1 conv -> quantum stream   [B, q, 8, 8]    (q = round(32 * split_ratio))
          -> avg-pool to 4x4 = 16 sites -> shared linear per site -> angles [B, 16, n_qubits]
@@ -10,9 +12,15 @@ Data flow (Jiao et al., arXiv 2506.21015; the shapes below are for 64 px)::
             (RY(x_i) RX(x_i) encoding, `depth` layers of [RY(theta) on every qubit, CZ chain], <X_i>)
             -- all K circuits are ONE batched call of ``quantum_layer`` (weights [K, depth, 1, n] against [B, K, n])
          -> readout "mean" (paper: one scalar per sub-generator) or "all" (the n expectations as n channels)
-         -> placed back on the 4x4 grid at the sub-generators' sites (zeros elsewhere) -> 1x1 conv -> 16 channels
-         -> bilinear x2 to 8x8
-    concat -> fused [B, 32-q+16, 8, 8] -> decoder ("style2" or "vanilla") -> tanh -> image [B, C, S, S]
+         -> placed back on the 4x4 grid: sub-generator k writes its R values (R = 1 or n) into its own channels
+            at its site, zeros elsewhere ([B, K*R, 4, 4]) -> 1x1 conv -> 16 channels -> bilinear x2 to 8x8
+    concat -> fused [B, 32-q+16, 8, 8] -> decoder -> tanh -> image [B, C, S, S]
+         ("style2": per stage [nearest x2, 3x3 conv, LReLU, 3x3 conv, LReLU] + 1x1-conv shortcut, then learned
+          noise injection and LReLU; widths 128/96/64; then 3x3 conv -> 32, LReLU, 1x1 conv -> C.
+          "vanilla": linear to 64x8x8, transposed convs 64 -> 32 -> 16 -> C.)
+
+Sizes other than 64: 32 and 128 px use the same 8x8 fusion map with 2 and 4 decoder stages; 28 px uses a 7x7 map
+(the 4x4 sites are then adaptive-average-pooled, overlapping windows) and 2 stages.
 
 **Readout and rank.** With ``readout="mean"`` (the paper's), each sub-generator contributes ONE number, so the
 quantum stream's Jacobian with respect to z has rank <= K whatever ``n_qubits`` is; ``readout="all"`` keeps all
@@ -44,7 +52,8 @@ half a hidden unit (``n + 1/2`` parameters); :attr:`MediQGANGenerator.quantum_pa
 
 - ``generator(z, y, noise=True) -> images [B, C, S, S]`` in [-1, 1];
 - ``generator.sample_latent(y, generator=None) -> z``: ``mu_c + sigma_c * eps`` with prototypes, else
-  ``U(0, ub)`` with the adaptive noise bound ``ub`` (buffer ``noise_bound``) or ``N(0, I)``;
+  ``N(0, I) * ub`` (authors' code), ``U(0, ub)`` (MosaiQ) or ``N(0, I)``, with ``ub`` the adaptive noise bound
+  (buffer ``noise_bound``, set by the trainer);
 - ``generator.streams(z, y) -> {"classical", "quantum", "fused"}`` feature maps at the fusion resolution;
 - ``generator.circuit_inputs(z, y) -> angles [B, K, n]`` (what the circuits read);
 - ``generator.circuit_map(angles [B, K, n]) -> [B, K, n]`` expectations through ``generator.quantum_layer``;
@@ -86,7 +95,7 @@ class PrototypeConfig:
     hidden: int = option(512, min=1, help="hidden width of the prototype -> latent-mean MLP")
     sigma_min: float = option(0.2, min=1e-4, help="lower clamp of the per-class latent sigma")
     sigma_max: float = option(0.8, min=1e-4, help="upper clamp of the per-class latent sigma")
-    sigma_init: float = option(0.5, min=1e-4, help="initial per-class latent sigma")
+    sigma_init: float = option(math.log(2.0), min=1e-4, help="initial per-class sigma (softplus(0), as the code)")
     reg_weight: float = option(5e-3, min=0.0, help="weight of the prototype separation regulariser")
     reg_margin: float = option(1.0, min=0.0, max=2.0, help="margin on distances of L2-normalised prototypes")
     max_images_per_class: int | None = option(
@@ -116,6 +125,7 @@ class ModelConfig:
         choices=("broadcast", "linear"),
         help="broadcast [z, e(y)] over the grid then convs (paper), or a linear layer to the map",
     )
+    encoder_channels: int = option(128, min=1, help="hidden width of the broadcast encoder (code: 128)")
     feature_channels: int = option(32, min=2, help="channels of the encoder map F (paper: 32)")
     split_ratio: float = option(0.25, min=0.0, max=1.0, help="fraction of F's channels in the quantum stream")
     n_subgenerators: int = option(3, min=0, max=16, help="K circuits, one per selected 4x4 site (0: classical)")
@@ -125,13 +135,21 @@ class ModelConfig:
     quantum_stream: str = option(
         "vqc", choices=("vqc", "matched-mlp"), help="VQCs, or the parameter-matched classical MLP counterpart"
     )
-    circuit_init_low: float = option(0.0, help="circuit weights ~ U[low, high) (paper code: [0, 1))")
-    circuit_init_high: float = option(1.0, help="upper end of the circuit weight initialisation")
+    circuit_init: str = option(
+        "uniform", choices=("uniform", "uniform-2pi", "normal", "small"),
+        help="circuit weight init: U[0, 1) (authors' code), U[0, 2pi), N(0, std^2) (std 0.1), small N (std 0.01)",
+    )
+    circuit_init_std: float | None = option(None, min=0.0, help="std of the normal/small circuit inits")
     quantum_channels: int = option(16, min=1, help="channels of the projected quantum map (paper: 16)")
     latent_noise: str = option(
-        "adaptive-uniform",
-        choices=("adaptive-uniform", "normal"),
-        help="latent without prototypes: U(0, ub) with the MosaiQ adaptive bound (paper), or N(0, I)",
+        "bounded-normal",
+        choices=("bounded-normal", "bounded-uniform", "normal"),
+        help="latent without prototypes: N(0, I) * ub (authors' code), U(0, ub) (MosaiQ), or N(0, I); "
+        "ub = the adaptive noise bound",
+    )
+    weight_init: str = option(
+        "reference", choices=("reference", "pytorch"),
+        help="generator init as the authors' code (Kaiming convs, orthogonal linears) or PyTorch defaults",
     )
     decoder: str = option("style2", choices=("style2", "vanilla"), help="decoder architecture")
     decoder_channels: list[int] = option(
@@ -146,11 +164,6 @@ class ModelConfig:
     prototypes: PrototypeConfig = field(default_factory=PrototypeConfig)
 
     def validate(self) -> None:
-        if self.circuit_init_high <= self.circuit_init_low:
-            raise ConfigError(
-                f"model.circuit_init_high ({self.circuit_init_high}) must exceed circuit_init_low "
-                f"({self.circuit_init_low})"
-            )
         if self.n_subgenerators > 0:
             q = self.quantum_split
             if not 0 < q < self.feature_channels:
@@ -205,49 +218,51 @@ class NoiseInjection(nn.Module):
         return x + self.weight * n
 
 
-class UpResBlock(nn.Module):
-    """Nearest x2 upsampling residual block: two 3x3 convs with noise injection; 1x1 conv on the shortcut."""
+class UpBlock(nn.Module):
+    """Nearest x2 upsampling residual block: [3x3 conv, LReLU] x 2 plus a 1x1-conv shortcut (the code's SimpleUp)."""
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.noise1, self.noise2 = NoiseInjection(c_out), NoiseInjection(c_out)
         self.shortcut = nn.Conv2d(c_in, c_out, 1)
 
-    def forward(self, x: torch.Tensor, noise: bool = True) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.interpolate(x, scale_factor=2, mode="nearest")
-        h = F.leaky_relu(self.noise1(self.conv1(x), noise), 0.2)
-        h = F.leaky_relu(self.noise2(self.conv2(h), noise), 0.2)
-        return (h + self.shortcut(x)) / math.sqrt(2)
+        h = F.leaky_relu(self.conv1(x), 0.2)
+        h = F.leaky_relu(self.conv2(h), 0.2)
+        return h + self.shortcut(x)
 
 
 class Style2Decoder(nn.Module):
-    """Upsampling residual blocks (128/96/64 at 64 px) with learned noise injection, 3x3 conv to the image."""
+    """Up blocks (128/96/64 at 64 px), each followed by noise injection and LReLU; 3x3 -> 32, LReLU, 1x1 -> C."""
 
-    def __init__(self, c_in: int, widths: tuple[int, ...], channels: int) -> None:
+    def __init__(self, c_in: int, widths: tuple[int, ...], channels: int, head: int = 32) -> None:
         super().__init__()
         self.blocks = nn.ModuleList()
+        self.noise = nn.ModuleList()
         for w in widths:
-            self.blocks.append(UpResBlock(c_in, w))
+            self.blocks.append(UpBlock(c_in, w))
+            self.noise.append(NoiseInjection(w))
             c_in = w
-        self.to_image = nn.Conv2d(c_in, channels, 3, padding=1)
+        self.head = nn.Conv2d(c_in, head, 3, padding=1)
+        self.to_image = nn.Conv2d(head, channels, 1)
         self.stage_channels = tuple(widths)
 
     def forward(self, x: torch.Tensor, inject, noise: bool = True) -> torch.Tensor:
-        for i, block in enumerate(self.blocks):
-            x = inject(i, block(x, noise))
-        return self.to_image(x)
+        for i, (block, inj) in enumerate(zip(self.blocks, self.noise)):
+            x = inject(i, F.leaky_relu(inj(block(x), noise), 0.2))
+        return self.to_image(F.leaky_relu(self.head(x), 0.2))
 
 
 class VanillaDecoder(nn.Module):
-    """Linear to 64 x r x r, then stride-2 transposed convs (64 -> 32 -> ... -> image channels)."""
+    """Linear to 64 x r x r, then stride-2 transposed convs 64 -> 32 -> 16 -> image channels (ReLU between)."""
 
     def __init__(self, c_in: int, base: int, n_up: int, channels: int, width: int = 64) -> None:
         super().__init__()
         self.base, self.width = base, width
         self.fc = nn.Linear(c_in * base * base, width * base * base)
-        outs = [max(width // 2**i, 8) for i in range(n_up - 1)] + [channels]
+        outs = [max(width // 2 ** (i + 1), 8) for i in range(n_up - 1)] + [channels]
         self.convs = nn.ModuleList()
         c = width
         for o in outs:
@@ -263,6 +278,25 @@ class VanillaDecoder(nn.Module):
             if i < last:
                 h = F.relu(h)
         return h
+
+
+def reference_init(module: nn.Module) -> None:
+    """The authors' generator initialisation: Kaiming-normal convs (leaky ReLU), orthogonal linears with the leaky
+    ReLU gain and bias 0.02, N(0, 0.02) embeddings, unit/zero norms."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="leaky_relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.orthogonal_(m.weight, gain=nn.init.calculate_gain("leaky_relu", 0.2))
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0.02)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, 0.0, 0.02)
 
 
 class PrototypeSkips(nn.Module):
@@ -321,17 +355,22 @@ class MediQGANGenerator(nn.Module):
                 n_classes, dim, cfg.latent_dim, hidden=pc.hidden, sigma_min=pc.sigma_min,
                 sigma_max=pc.sigma_max, sigma_init=pc.sigma_init, init=prototype_init,
             )
-        # MosaiQ adaptive noise bound (used only without prototypes and latent_noise="adaptive-uniform")
+        # MosaiQ adaptive noise bound (used only without prototypes and a bounded latent_noise)
         self.register_buffer("noise_bound", torch.tensor(math.pi / 8))
 
         # encoder to F [B, Cf, r, r]
-        cf, r = cfg.feature_channels, self.base
+        cf, r, ch = cfg.feature_channels, self.base, cfg.encoder_channels
         in_dim = cfg.latent_dim + label_dim
         if cfg.encoder == "broadcast":
-            self.encoder_in = nn.Conv2d(in_dim, cf, 1)
+            self.encoder = nn.Sequential(
+                nn.Conv2d(in_dim, ch, 1), nn.GELU(), nn.Conv2d(ch, ch, 3, padding=1), nn.GELU(),
+                nn.Conv2d(ch, cf, 3, padding=1), nn.GELU(),
+            )
         else:
-            self.encoder_in = nn.Linear(in_dim, cf * r * r)
-        self.encoder_conv = nn.Conv2d(cf, cf, 3, padding=1)
+            self.encoder_fc = nn.Linear(in_dim, cf * r * r)
+            self.encoder = nn.Sequential(
+                nn.Conv2d(cf, 2 * cf, 3, padding=1), nn.GELU(), nn.Conv2d(2 * cf, cf, 3, padding=1), nn.GELU(),
+            )
 
         # split
         q = cfg.quantum_split
@@ -348,12 +387,12 @@ class MediQGANGenerator(nn.Module):
             self.register_buffer("sites", subgenerator_sites(self.K), persistent=False)
             if cfg.quantum_stream == "vqc":
                 self.quantum_layer = make_quantum_layer(
-                    self.K, n, cfg.depth, low=cfg.circuit_init_low, high=cfg.circuit_init_high
+                    self.K, n, cfg.depth, init=cfg.circuit_init, std=cfg.circuit_init_std
                 )
             else:
                 self.matched_mlp = MatchedMLP(self.K, n, target_params=cfg.depth * n)
-            readout_ch = 1 if cfg.readout == "mean" else n
-            self.quantum_proj = nn.Conv2d(readout_ch, cfg.quantum_channels, 1)
+            self.readout_width = 1 if cfg.readout == "mean" else n
+            self.quantum_proj = nn.Conv2d(self.K * self.readout_width, cfg.quantum_channels, 1)
             fused += cfg.quantum_channels
 
         # decoder
@@ -367,6 +406,13 @@ class MediQGANGenerator(nn.Module):
         if cfg.skip_connections:
             code_dim = cfg.latent_dim if self.prototypes is not None else label_dim
             self.skips = PrototypeSkips(code_dim, self.decoder.stage_channels, cfg.skip_channels, cfg.skip_init_scale)
+        if cfg.weight_init == "reference":
+            for name, child in self.named_children():
+                if name not in {"prototypes", "quantum_layer", "matched_mlp"}:
+                    reference_init(child)
+            if self.skips is not None:
+                with torch.no_grad():
+                    self.skips.scales.fill_(cfg.skip_init_scale)
 
     # ---- parameter bookkeeping -------------------------------------------------------------------------------
 
@@ -409,11 +455,11 @@ class MediQGANGenerator(nn.Module):
         """Latent codes for labels ``y`` (differentiable in the prototypes when they are on).
 
         ``eps`` supplies the raw noise instead of drawing it (standard normal for prototypes / ``normal``,
-        U[0, 1) for ``adaptive-uniform``): data-parallel trainers draw it as their slice of a global batch.
+        U[0, 1) for ``bounded-uniform``): data-parallel trainers draw it as their slice of a global batch.
         """
         shape = (y.shape[0], self.cfg.latent_dim)
         device, dtype = self.noise_bound.device, self.noise_bound.dtype
-        uniform = self.prototypes is None and self.cfg.latent_noise == "adaptive-uniform"
+        uniform = self.prototypes is None and self.cfg.latent_noise == "bounded-uniform"
         if eps is None:
             draw = torch.rand if uniform else torch.randn
             eps = draw(shape, generator=generator, device=device, dtype=dtype)
@@ -421,7 +467,12 @@ class MediQGANGenerator(nn.Module):
             raise ValueError(f"eps must have shape {shape}, got {tuple(eps.shape)}")
         if self.prototypes is not None:
             return self.prototypes.mu(y) + self.prototypes.sigma(y).unsqueeze(-1) * eps
-        return eps * self.noise_bound if uniform else eps
+        return eps if self.cfg.latent_noise == "normal" else eps * self.noise_bound
+
+    @property
+    def uses_noise_bound(self) -> bool:
+        """True when latents are scaled by the adaptive noise bound (prototypes off, a bounded latent)."""
+        return self.prototypes is None and self.cfg.latent_noise != "normal"
 
     def set_noise_bound(self, value: float) -> None:
         self.noise_bound.fill_(float(value))
@@ -440,10 +491,8 @@ class MediQGANGenerator(nn.Module):
         v = torch.cat([z, self.label_norm(self.label_embed(y)).to(z.dtype)], dim=1)
         r = self.base
         if self.cfg.encoder == "broadcast":
-            h = self.encoder_in(v[:, :, None, None].expand(-1, -1, r, r))
-        else:
-            h = self.encoder_in(v).view(v.shape[0], -1, r, r)
-        return F.leaky_relu(self.encoder_conv(F.leaky_relu(h, 0.2)), 0.2)
+            return self.encoder(v[:, :, None, None].expand(-1, -1, r, r))
+        return self.encoder(self.encoder_fc(v).view(v.shape[0], -1, r, r))
 
     def _angles(self, f: torch.Tensor) -> torch.Tensor:
         qmap = self.to_quantum(f)
@@ -461,13 +510,13 @@ class MediQGANGenerator(nn.Module):
             return self.matched_mlp(x)
 
     def _quantum_stream(self, f: torch.Tensor) -> torch.Tensor:
-        b = f.shape[0]
+        b, k, w = f.shape[0], self.K, self.readout_width
         out = self.circuit_map(self._angles(f))  # [B, K, n]
-        vals = out.mean(-1, keepdim=True) if self.cfg.readout == "mean" else out  # [B, K, R]
-        grid = vals.new_zeros(b, 16, vals.shape[-1])
-        grid = grid.index_copy(1, self.sites, vals)  # sub-generator k at its site
-        grid = grid.transpose(1, 2).reshape(b, vals.shape[-1], 4, 4).to(f.dtype)
-        qmap = self.quantum_proj(grid)
+        vals = out.mean(-1, keepdim=True) if w == 1 else out  # [B, K, R]
+        # sub-generator k writes its R values into channels k*R .. k*R+R-1 at its own site, zeros elsewhere
+        onehot = F.one_hot(self.sites, 16).to(vals.dtype)  # [K, 16]
+        grid = vals.unsqueeze(-1) * onehot[None, :, None, :]  # [B, K, R, 16]
+        qmap = self.quantum_proj(grid.reshape(b, k * w, 4, 4).to(f.dtype))
         return F.interpolate(qmap, size=(self.base, self.base), mode="bilinear", align_corners=False)
 
     def streams(self, z: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:

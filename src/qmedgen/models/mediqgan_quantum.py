@@ -13,7 +13,7 @@ import math
 import torch
 from torch import nn
 
-from qmedgen.quantum import Ansatz
+from qmedgen.quantum import Ansatz, QuantumLayer
 
 
 def mediqgan_ansatz(n_qubits: int, depth: int) -> Ansatz:
@@ -32,30 +32,12 @@ def subgenerator_sites(k: int) -> torch.Tensor:
     return torch.round(torch.linspace(0, 15, k, dtype=torch.float64)).long()
 
 
-def make_quantum_layer(k: int, n_qubits: int, depth: int, low: float = 0.0, high: float = 1.0) -> nn.Module:
-    """K circuits of the MediQ-GAN ansatz in one engine ``QuantumLayer``, weights ~ U[low, high)."""
-    try:
-        from qmedgen.quantum import QuantumLayer
-    except ImportError:  # INTERIM until the engine's QuantumLayer lands
-        QuantumLayer = _InterimQuantumLayer
-    layer = QuantumLayer(mediqgan_ansatz(n_qubits, depth), batch_shape=(k,))
-    with torch.no_grad():
-        layer.weight.uniform_(low, high)
-    return layer
+def make_quantum_layer(k: int, n_qubits: int, depth: int, init: str = "uniform", std: float | None = None) -> nn.Module:
+    """K circuits of the MediQ-GAN ansatz in one engine ``QuantumLayer`` (weights ``[K, depth, 1, n]``).
 
-
-class _InterimQuantumLayer(nn.Module):
-    """INTERIM stand-in for the engine's QuantumLayer: weights [*batch_shape, depth, R, n] through ``expval``."""
-
-    def __init__(self, ansatz: Ansatz, batch_shape: tuple[int, ...] = ()) -> None:
-        super().__init__()
-        self.ansatz = ansatz
-        self.weight = nn.Parameter(torch.rand(*batch_shape, *ansatz.weight_shape))
-
-    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        from qmedgen.quantum import expval
-
-        return expval(self.ansatz, inputs, self.weight)
+    ``init="uniform"`` is U[0, 1) as in the authors' code; see :class:`~qmedgen.quantum.QuantumLayer` for the others.
+    """
+    return QuantumLayer(mediqgan_ansatz(n_qubits, depth), batch_shape=(k,), init=init, std=std)
 
 
 class MatchedMLP(nn.Module):

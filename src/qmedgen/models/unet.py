@@ -231,7 +231,8 @@ class UNet(_GatedMixin, nn.Module):
                     blocks.append(_Attention(ch))
                 self.up.append(nn.ModuleList(blocks))
             if level > 0:
-                self.up.append(nn.ModuleList([nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)]))
+                upsample = [nn.Upsample(scale_factor=2, mode="nearest"), nn.Conv2d(ch, ch, 3, padding=1)]
+                self.up.append(nn.ModuleList(upsample))
                 res *= 2
         self.norm_out = nn.GroupNorm(_groups(ch), ch)
         self.conv_out = nn.Conv2d(ch, in_channels, 3, padding=1)

@@ -56,6 +56,18 @@ class Ansatz:
     def n_weights(self) -> int:
         return self.depth * len(self.rotations) * self.n_qubits
 
+    def to_qiskit(self, inputs=None, weights=None, measure: bool = False):
+        """A ``qiskit.QuantumCircuit`` (bound angles, or ParameterVectors where None); see :mod:`.export`."""
+        from qmedgen.quantum.export import to_qiskit
+
+        return to_qiskit(self, inputs, weights, measure=measure)
+
+    def to_pennylane(self, measure: bool = True):
+        """A function ``f(inputs, weights, wires=None)`` usable inside a QNode; see :mod:`.export`."""
+        from qmedgen.quantum.export import to_pennylane
+
+        return to_pennylane(self, measure=measure)
+
     def entangling_pairs(self) -> list[tuple[int, int]]:
         """(control, target) pairs of the entangler, in application order."""
         n = self.n_qubits

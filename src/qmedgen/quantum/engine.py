@@ -223,10 +223,11 @@ def _prepare(plan: Plan, vecs, mats):
     b = plan.batch
     psi = kron_vectors([v.expand(b, v.shape[-1]) for v in vecs])
     if plan.mode == "stacked":
-        x = torch.cat([psi.real, psi.imag]).contiguous()
+        x = torch.cat([psi.real, psi.imag])
         reps = 2
     else:
-        x = psi.contiguous()
+        # a fresh buffer: the kernels work in place, and a single block's vector IS the caller's tensor
+        x = psi.clone(memory_format=torch.contiguous_format) if len(vecs) == 1 else psi.contiguous()
         reps = 1
     del psi
     layers = []
@@ -271,10 +272,8 @@ class AdjointExpval(torch.autograd.Function):
         e = expectations(p, plan.n)
         ctx.plan = plan
         if any(ctx.needs_input_grad[1:]):
-            ctx.state = x
-            ctx.vecs = [v.detach() for v in vecs]
-            ctx.mats = [[mm.detach() for mm in layer] for layer in mats]
-            ctx.used = False
+            ctx.state = x  # the only state-sized tensor kept; the backward recycles it as a work buffer
+            ctx.save_for_backward(*tensors)  # small; saved as inputs so in-place changes are detected
         if plan.return_probs:
             ctx.mark_non_differentiable(p)
             return e, p
@@ -284,16 +283,19 @@ class AdjointExpval(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g, *unused):
         plan: Plan = ctx.plan
-        if ctx.used:
-            raise RuntimeError("qmedgen's adjoint backward reuses its saved state and can run only once per forward")
-        ctx.used = True
         m = len(plan.blocks)
+        saved = ctx.saved_tensors
+        vecs, flat = list(saved[:m]), saved[m:]
+        mats_in = [list(flat[j * m : (j + 1) * m]) for j in range(plan.n_layers)]
         need = ctx.needs_input_grad[1:]
         need_vec = any(need[:m])
         need_mat = [any(need[m + j * m : m + (j + 1) * m]) for j in range(plan.n_layers)]
         grads_mats: list[list[torch.Tensor | None]] = [[None] * m for _ in range(plan.n_layers)]
-        _, layers = _prepare(plan, ctx.vecs, ctx.mats)
+        _, layers = _prepare(plan, vecs, mats_in)
         phi = ctx.state
+        ctx.state = None
+        if phi is None:  # a second backward through the same graph (retain_graph, Jacobians): recompute
+            phi = forward_state(plan, vecs, mats_in, buffered=True)
         g = g.to(phi.real.dtype if phi.is_complex() else phi.dtype)
         spare_phi = torch.empty_like(phi)
         lam = adjoint_seed(phi, g, plan, torch.empty_like(phi))
@@ -318,7 +320,7 @@ class AdjointExpval(torch.autograd.Function):
                 phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
             if mat_earlier or need_vec:
                 lam, spare_lam = apply_entangler(lam, plan, spare_lam, inverse=True)
-        del phi, spare_phi, ctx.state
+        del phi, spare_phi
         grads_vecs: list[torch.Tensor | None] = [None] * m
         if need_vec:
             if plan.mode == "stacked":
@@ -327,11 +329,11 @@ class AdjointExpval(torch.autograd.Function):
             else:
                 lam0 = lam
             del lam, spare_lam
-            grads_vecs = _product_state_grads(lam0, ctx.vecs, plan.batch)
+            grads_vecs = _product_state_grads(lam0, vecs, plan.batch)
         out = []
-        for v, gv in zip(ctx.vecs, grads_vecs):
+        for v, gv in zip(vecs, grads_vecs):
             out.append(_reduce(gv, v))
-        for layer, glayer in zip(ctx.mats, grads_mats):
+        for layer, glayer in zip(mats_in, grads_mats):
             for mm, gm in zip(layer, glayer):
                 out.append(_reduce(gm, mm))
         return (None, *out)

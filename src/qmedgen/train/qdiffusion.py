@@ -8,6 +8,21 @@ or hybrid noise in the forward process and the sampler, Adam 3e-4 and EMA 0.999 
 
 The shared loop (:mod:`qmedgen.train.loop`) does data, run directories, checkpoints, resume, progress and NaN
 stops; this module only builds the networks and defines one training step and sampling.
+
+What the authors' public code did differently, and what qmedgen does instead:
+
+* circuit = RY encoding + [RZ, CNOT] layers: every <Z_i> is independent of the weights (dead weights), and the
+  input was detached -> here [RZ, RY] layers (every weight moves <Z>; tested) and no detach anywhere;
+* classical counterpart = no gate only -> also ``matched-se``, a gate with the same parameter count;
+* noise = torch.randn only -> ``diffusion.noise = quantum | hybrid`` (measured bitstrings, see
+  :mod:`qmedgen.diffusion.noise`);
+* schedule = plain cosine -> also ``tailored`` (importance-sampled time steps + min-SNR weighting) and ``linear``;
+* per-sample PennyLane QNode calls -> one batched call of the engine per batch (see benchmarks/bench_qdiffusion.py);
+* FID on 5-13 images -> use ``qmedgen sample RUN --n 1000`` and ``qmedgen evaluate`` (KID with intervals).
+
+Randomness: time steps, label dropout and Gaussian noise come from torch's global RNG (checkpointed by the loop);
+the quantum noise source and the importance sampler's loss history are in :meth:`Trainer.extra_state`, so a
+resumed run continues bit for bit.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ Weights start from N(0, 0.02) (BatchNorm scales from N(1, 0.02)), as in the pape
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -32,7 +33,7 @@ def start_size(image_size: int) -> int:
 
 
 def n_doublings(image_size: int) -> int:
-    return int(round(math.log2(image_size // start_size(image_size))))
+    return round(math.log2(image_size // start_size(image_size)))
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -88,7 +89,7 @@ class DCGANGenerator(nn.Module):
             _norm(norm, chans[0]),
             nn.ReLU(True),
         ]
-        for c_in, c_out in zip(chans[:-1], chans[1:]):
+        for c_in, c_out in itertools.pairwise(chans):
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1, bias=False), _norm(norm, c_out), nn.ReLU(True)]
         layers += [nn.ConvTranspose2d(chans[-1], channels, 4, 2, 1), nn.Tanh()]
         self.net = nn.Sequential(*layers)
@@ -110,7 +111,7 @@ class DCGANDiscriminator(nn.Module):
         s0, n_down = start_size(image_size), n_doublings(image_size)
         chans = [width * min(2**i, 8) for i in range(n_down)]
         layers: list[nn.Module] = [nn.Conv2d(channels, chans[0], 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        for c_in, c_out in zip(chans[:-1], chans[1:]):
+        for c_in, c_out in itertools.pairwise(chans):
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False), _norm(norm, c_out), nn.LeakyReLU(0.2, True)]
         self.features = nn.Sequential(*layers)
         self.score = nn.Conv2d(chans[-1], 1, s0)

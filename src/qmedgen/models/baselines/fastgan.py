@@ -14,6 +14,8 @@ decoder), and both networks are class-conditional (label embedding concatenated 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -102,7 +104,7 @@ class FastGANDiscriminator(nn.Module):
         s0, n_down = start_size(image_size), n_doublings(image_size)
         chans = [width * min(2**i, 8) for i in range(n_down)]
         layers: list[nn.Module] = [spectral_norm(nn.Conv2d(channels, chans[0], 4, 2, 1)), nn.LeakyReLU(0.2)]
-        for c_in, c_out in zip(chans[:-1], chans[1:]):
+        for c_in, c_out in itertools.pairwise(chans):
             layers += [spectral_norm(nn.Conv2d(c_in, c_out, 4, 2, 1, bias=False)), nn.BatchNorm2d(c_out),
                        nn.LeakyReLU(0.2)]
         self.features = nn.Sequential(*layers)

@@ -29,6 +29,15 @@ from qmedgen.models.baselines.patch_qgan import CONDITIONING
 from qmedgen.quantum import Ansatz, expval
 
 
+def adaptive_noise_bound(ratio: float, r0: float = 1.0) -> float:
+    """MosaiQ's adaptive input-noise bound ``pi/8 + (5 pi / 8) * ReLU(tanh(R - R0))`` for the loss ratio ``R``.
+
+    (MediQ-GAN's trainer applies the same rule; it is defined here, where it originates, so that the baseline does
+    not depend on the MediQ-GAN modules.)
+    """
+    return math.pi / 8 + 5 * math.pi / 8 * max(0.0, math.tanh(ratio - r0))
+
+
 class PCADecoder(nn.Module):
     """A PCA of flattened images held in buffers (checkpointed with the weights): fit, encode, decode."""
 

@@ -76,7 +76,9 @@ class PatchQuantumGenerator(nn.Module):
         n_sets = n_classes if conditional == "weights" else 1
         # U[0, 1) initial angles, as in the common reimplementation of the paper's circuits
         self.weights = nn.Parameter(torch.rand(n_sets, self.n_sub, *self.ansatz.weight_shape))
-        self.class_angles = nn.Parameter(torch.zeros(n_classes, self.n_sub, n_qubits)) if conditional == "angles" else None
+        self.class_angles = (
+            nn.Parameter(torch.zeros(n_classes, self.n_sub, n_qubits)) if conditional == "angles" else None
+        )
 
     @property
     def latent_dim(self) -> int:

@@ -190,7 +190,7 @@ class GANTrainer(loop.Trainer):
         }
         if self.loss == "wgan-gp":
             metrics["gp"] = float(gp.detach())
-        if float(aux) != 0.0:
+        if aux.requires_grad:  # an auxiliary discriminator loss was computed (FastGAN's reconstruction)
             metrics["recon"] = float(aux.detach())
         self.after_step(metrics)
         return metrics

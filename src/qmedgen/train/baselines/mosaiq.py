@@ -6,7 +6,7 @@ training images when the run starts (the PCA lives in buffers, so it is checkpoi
 Discriminator: the fully connected :class:`qmedgen.models.baselines.mlp.MLPDiscriminator` on the decoded images.
 Loss: the standard GAN loss (BCE). Latent angles z ~ U(0, ub) with MosaiQ's adaptive input-noise bound
 ``ub = pi/8 + (5 pi / 8) * ReLU(tanh(R - R0))``, ``R = |L_D| / |L_G|`` (smoothed by ``gan.noise_ratio_momentum``;
-:func:`qmedgen.train.mediqgan.adaptive_noise_bound`, the same rule MediQ-GAN borrows), updated after every step.
+:func:`qmedgen.models.baselines.mosaiq.adaptive_noise_bound`, the rule MediQ-GAN borrows), updated every step.
 Optimiser defaults as the patch QGAN baseline (SGD, lr 0.3 / 0.01), so the two quantum GANs differ only in design.
 Defaults: 5 sub-generators of 8 qubits (40 principal components), depth 6.
 """
@@ -18,7 +18,7 @@ from typing import Any
 
 from qmedgen.config import option
 from qmedgen.models.baselines.mlp import MLPDiscriminator
-from qmedgen.models.baselines.mosaiq import MosaiQGenerator
+from qmedgen.models.baselines.mosaiq import MosaiQGenerator, adaptive_noise_bound
 from qmedgen.models.baselines.patch_qgan import CONDITIONING
 from qmedgen.train.baselines.gan import GANConfig, GANOptimConfig, GANTrainer
 from qmedgen.train.sections import DataConfig, TrainConfig
@@ -67,8 +67,6 @@ class Trainer(GANTrainer):
         return "uniform", self.config.model.n_qubits, float(self.generator.noise_bound)
 
     def after_step(self, metrics: dict[str, float]) -> None:
-        from qmedgen.train.mediqgan import adaptive_noise_bound
-
         g = self.config.gan
         ratio = abs(metrics["loss_d"]) / max(abs(metrics["loss_g"]), 1e-8)
         mom = g.noise_ratio_momentum

@@ -1,0 +1,260 @@
+"""Engine benchmark: forward + backward of qmedgen's simulator vs PennyLane, side by side in one run.
+
+Baselines (the issue's definitions):
+  (a) the reference method: one PennyLane ``lightning.qubit`` QNode with ``diff_method="adjoint"`` per sample and
+      per sub-generator (what the MediQ-GAN and quantum-diffusion code do). It is slow, so a few circuits are
+      timed and the per-circuit cost is extrapolated linearly to the whole batch (printed as such).
+  (b) PennyLane ``default.qubit`` with parameter broadcasting (one QNode call per sub-generator for the whole
+      batch, torch backprop). Backprop keeps every intermediate state, so it is timed on at most ``--b-batch``
+      samples and extrapolated linearly in the batch size (also printed).
+Cases: MediQ-GAN (16 qubits, depth 8, 5 sub-generators with their own weights, ry-rx / ry / cz-chain / <X>, batch
+10 and 64) and the diffusion bottleneck (16 qubits, 3 layers, ry / (rz, ry) / cnot-chain / <Z>, one shared weight
+set, batch 64). Timings are the median of ``--repeats`` after one warm-up. Results are appended to
+benchmarks/RESULTS.md with date, machine, versions and the load average (``contended`` when the machine is busy).
+
+    python benchmarks/bench_engine.py            # full run (several minutes on 2 cores, mostly baseline (a))
+    python benchmarks/bench_engine.py --quick    # smaller baseline samples
+    python benchmarks/bench_engine.py --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from qmedgen.quantum import Ansatz, estimate_bytes, expval
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+SECTION = "## Engine (qmedgen.quantum)"
+
+
+@dataclass
+class Case:
+    name: str
+    ansatz: Ansatz
+    batch: int
+    k: int  # sub-generators, each with its own weights (1 = one shared weight set)
+
+
+def cases() -> list[Case]:
+    mediq = Ansatz(16, 8, encoding="ry-rx", rotations=("ry",), entangler="cz-chain", observable="x")
+    diffusion = Ansatz(16, 3, encoding="ry", rotations=("rz", "ry"), entangler="cnot-chain", observable="z")
+    return [
+        Case("MediQ-GAN K=5 B=10", mediq, 10, 5),
+        Case("MediQ-GAN K=5 B=64", mediq, 64, 5),
+        Case("diffusion B=64", diffusion, 64, 1),
+    ]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _params(case: Case, device: torch.device, dtype=torch.float32):
+    g = torch.Generator().manual_seed(0)
+    a = case.ansatz
+    if case.k > 1:
+        x = torch.rand(case.batch, case.k, a.n_qubits, generator=g)
+        w = torch.rand(case.k, *a.weight_shape, generator=g)
+    else:
+        x = torch.rand(case.batch, a.n_qubits, generator=g)
+        w = torch.rand(*a.weight_shape, generator=g)
+    return x.to(device, dtype).requires_grad_(), w.to(device, dtype).requires_grad_()
+
+
+def time_qmedgen(case: Case, device: torch.device, repeats: int) -> float:
+    x, w = _params(case, device)
+    times = []
+    for r in range(repeats + 1):
+        x.grad = w.grad = None
+        _sync(device)
+        t0 = time.perf_counter()
+        out = expval(case.ansatz, x, w)
+        out.backward(torch.ones_like(out))
+        _sync(device)
+        if r:  # the first run warms up caches and allocators
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_lightning_per_circuit(case: Case, n_circuits: int) -> float:
+    """(a): seconds per circuit (forward + adjoint backward through the torch interface)."""
+    import pennylane as qml
+
+    a = case.ansatz
+    dev = qml.device("lightning.qubit", wires=a.n_qubits)
+    qnode = qml.QNode(a.to_pennylane(), dev, interface="torch", diff_method="adjoint")
+    x, w = _params(case, torch.device("cpu"), torch.float64)
+    x, w = x.detach(), w.detach()
+    xs = x.reshape(-1, a.n_qubits)
+    ws = w.reshape(-1, *a.weight_shape)
+    times = []
+    for i in range(n_circuits + 1):
+        xi = xs[i % xs.shape[0]].clone().requires_grad_()
+        wi = ws[i % ws.shape[0]].clone().requires_grad_()
+        t0 = time.perf_counter()
+        out = torch.stack(list(qnode(xi, wi)))
+        out.backward(torch.ones_like(out))
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def time_default_broadcast(case: Case, b_batch: int) -> tuple[float, int]:
+    """(b): seconds for the whole case, extrapolated from ``b_batch`` samples per sub-generator call."""
+    import pennylane as qml
+
+    a = case.ansatz
+    dev = qml.device("default.qubit", wires=a.n_qubits)
+    qnode = qml.QNode(a.to_pennylane(), dev, interface="torch", diff_method="backprop")
+    x, w = _params(case, torch.device("cpu"))
+    b = min(b_batch, case.batch)
+    x = x.detach()[:b]
+    w = w.detach()
+    t0 = time.perf_counter()
+    for k in range(case.k):
+        xk = (x[:, k] if case.k > 1 else x).clone().requires_grad_()
+        wk = (w[k] if case.k > 1 else w).clone().requires_grad_()
+        out = torch.stack(list(qnode(xk, wk)), dim=-1)
+        out.backward(torch.ones_like(out))
+    elapsed = time.perf_counter() - t0
+    return elapsed * case.batch / b, b
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
+
+
+def versions() -> str:
+    parts = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
+    for mod in ("pennylane", "pennylane_lightning"):
+        try:
+            m = __import__(mod)
+            parts.append(f"{mod} {getattr(m, '__version__', '?')}")
+        except ImportError:
+            parts.append(f"{mod} absent")
+    return ", ".join(parts)
+
+
+def peak_rss_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="fewer baseline samples and repeats")
+    p.add_argument("--device", default="cpu", help="device for qmedgen (baselines always run on the CPU)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats of qmedgen (median)")
+    p.add_argument("--a-circuits", type=int, default=None, help="circuits timed for baseline (a)")
+    p.add_argument("--b-batch", type=int, default=None, help="samples per QNode call timed for baseline (b)")
+    p.add_argument("--no-baselines", action="store_true", help="time qmedgen only")
+    p.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
+    p.add_argument("--note", default="", help="free text for the results line (e.g. 'contended')")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    repeats = args.repeats or (2 if args.quick else 5)
+    a_circuits = args.a_circuits or (1 if args.quick else 3)
+    b_batch = args.b_batch or (2 if args.quick else 4)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    contended = load > 0.5 * (os.cpu_count() or 1)
+
+    print(f"machine: {machine()}\nversions: {versions()}\ndevice: {device}, load average {load:.1f}"
+          f"{' (contended)' if contended else ''}", flush=True)
+    rows = []
+    ours = {}
+    for case in cases():
+        t = time_qmedgen(case, device, repeats)
+        ours[case.name] = t
+        n_circ = case.batch * case.k
+        print(f"[qmedgen] {case.name}: {t * 1e3:.1f} ms fwd+bwd ({t / n_circ * 1e3:.2f} ms/circuit; "
+              f"memory model {estimate_bytes(16, n_circ) / 2**20:.0f} MiB)", flush=True)
+    rss = peak_rss_gib()
+    gpu_peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    print(f"[qmedgen] peak RSS after all qmedgen runs: {rss:.2f} GiB"
+          + (f", peak CUDA memory {gpu_peak:.2f} GiB" if gpu_peak is not None else ""), flush=True)
+    for case in cases():
+        t = ours[case.name]
+        n_circ = case.batch * case.k
+        ta = tb = None
+        b_used = None
+        if not args.no_baselines:
+            try:
+                per = time_lightning_per_circuit(case, a_circuits)
+                ta = per * n_circ
+                print(f"[a] {case.name}: {per:.3f} s/circuit x {n_circ} circuits = {ta:.1f} s (extrapolated from "
+                      f"{a_circuits} circuits)", flush=True)
+            except ImportError as exc:
+                print(f"[a] skipped: {exc}")
+            try:
+                tb, b_used = time_default_broadcast(case, b_batch)
+                scale = case.batch / b_used
+                print(f"[b] {case.name}: {tb:.1f} s (measured on {b_used} samples per call, x{scale:.0f})", flush=True)
+            except ImportError as exc:
+                print(f"[b] skipped: {exc}")
+        ra = ta / t if ta else None
+        rb = tb / t if tb else None
+        best = min(v for v in (ta, tb) if v) / t if (ta or tb) else None
+        print(f"==> {case.name}: qmedgen {t * 1e3:.1f} ms; vs (a) {ra and f'{ra:.0f}x'}; vs (b) {rb and f'{rb:.0f}x'};"
+              f" vs best baseline {best and f'{best:.0f}x'}", flush=True)
+        rows.append((case.name, t, ta, tb, ra, rb, best, b_used))
+
+    if not args.no_append:
+        append_results(rows, device, rss, gpu_peak, load, contended, args, a_circuits)
+    return 0
+
+
+def _fmt(v, unit="", spec=".1f"):
+    return "-" if v is None else f"{v:{spec}}{unit}"
+
+
+def append_results(rows, device, rss, gpu_peak, load, contended, args, a_circuits) -> None:
+    if not RESULTS.exists():
+        RESULTS.write_text("# Benchmark results\n\nEach area appends its own dated sections; numbers taken on a busy "
+                           "machine are marked *contended*.\n")
+    text = RESULTS.read_text()
+    if SECTION not in text:
+        text += f"\n{SECTION}\n\nForward + backward of the circuit batch (`benchmarks/bench_engine.py`). (a) = one "
+        text += "lightning.qubit adjoint QNode per sample and sub-generator (per-circuit cost extrapolated); (b) = "
+        text += "default.qubit with parameter broadcasting, torch backprop (extrapolated from a few samples per "
+        text += "call).\n"
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    flag = "contended" if contended else "quiet"
+    lines = [
+        f"\n### {when}: {machine()}, device {device} ({flag}, load {load:.1f}){' ' + args.note if args.note else ''}",
+        f"\n{versions()}; qmedgen peak RSS {rss:.2f} GiB"
+        + (f", peak CUDA memory {gpu_peak:.2f} GiB" if gpu_peak is not None else "")
+        + f"; (a) extrapolated from {a_circuits} circuit(s){'; --quick' if args.quick else ''}\n",
+        "\n| case | qmedgen | (a) lightning/sample | (b) default.qubit bcast | vs (a) | vs (b) | vs best |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, t, ta, tb, ra, rb, best, _ in rows:
+        lines.append(f"| {name} | {t * 1e3:.0f} ms | {_fmt(ta, ' s')} | {_fmt(tb, ' s')} | {_fmt(ra, 'x', '.0f')} | "
+                     f"{_fmt(rb, 'x', '.0f')} | {_fmt(best, 'x', '.0f')} |")
+    start = text.index(SECTION)
+    nxt = text.find("\n## ", start + len(SECTION))  # keep our entries inside our section
+    end = len(text) if nxt < 0 else nxt
+    RESULTS.write_text(text[:end].rstrip("\n") + "\n" + "\n".join(lines) + "\n" + text[end:])
+    print(f"appended to {RESULTS}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

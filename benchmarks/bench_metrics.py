@@ -1,0 +1,93 @@
+"""Throughput of qmedgen's feature-extraction wrapper against the raw extractor network, on CPU.
+
+"Raw" = the network's forward pass alone on inputs that are already preprocessed (for Inception: float32
+299x299 tensors in the network's range), batch by batch under torch.no_grad. "Wrapper" = ``extract_features``
+on uint8 NHWC images at dataset resolution (28x28): conversion, 1->3 channels, antialiased resize to 299,
+batching and the progress bar. Target: the wrapper within 10% of raw. Also times the domain CNN the same way.
+
+Usage: python benchmarks/bench_metrics.py [--n 32] [--batch 16] [--repeats 3] [--threads N] [--note TEXT]
+Appends one line per extractor to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from qmedgen.evaluate.extractors import Extractor, extract_features, load_extractor
+
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up (allocations, TorchScript profiling runs)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def bench(ext: Extractor, images: np.ndarray, batch: int, repeats: int) -> tuple[float, float]:
+    """(raw seconds, wrapper seconds) for all images."""
+    pre = [ext.preprocess(torch.from_numpy(images[i:i + batch]).permute(0, 3, 1, 2)).contiguous()
+           for i in range(0, len(images), batch)]
+
+    def raw():
+        with torch.no_grad():
+            for x in pre:
+                ext.forward(x)
+
+    def wrapped():
+        extract_features(ext, images, batch_size=batch, progress=False)
+
+    return _time(raw, repeats), _time(wrapped, repeats)
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--n", type=int, default=32, help="images (Inception costs ~0.1-0.3 s per image on CPU)")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--domain", default="embedded-bloodmnist", help="dataset of the domain extractor ('' to skip)")
+    p.add_argument("--note", default="contended: shared 2-core machine, other jobs running; lead reruns quiet")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(args.n, 28, 28, 3), dtype=np.uint8)
+    rows = []
+    specs = [("inception", {})]
+    if args.domain:
+        specs.append((f"domain:{args.domain}", {"size": 28}))
+    for spec, kw in specs:
+        ext = load_extractor(spec, "cpu", progress=False, **kw)
+        raw, wrapped = bench(ext, images, args.batch, args.repeats)
+        overhead = (wrapped - raw) / raw * 100
+        rows.append((spec, raw, wrapped, overhead))
+        print(f"{spec:>28}: raw {args.n / raw:8.1f} img/s, wrapper {args.n / wrapped:8.1f} img/s, "
+              f"overhead {overhead:+.1f}% (n={args.n}, batch={args.batch}, median of {args.repeats})")
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    machine = f"{platform.machine()} {os.cpu_count()} CPUs, torch {torch.__version__} ({torch.get_num_threads()} " \
+              f"threads), numpy {np.__version__}, python {sys.version.split()[0]}"
+    results = Path(__file__).resolve().parent / "RESULTS.md"
+    with results.open("a") as fh:
+        for spec, raw, wrapped, overhead in rows:
+            fh.write(f"- {stamp} | bench_metrics | {spec} feature extraction, 28x28 uint8 -> features, "
+                     f"n={args.n} batch={args.batch}: raw {args.n / raw:.1f} img/s, wrapper {args.n / wrapped:.1f} "
+                     f"img/s, overhead {overhead:+.1f}% (target <= +10%) | {machine} | {args.note}\n")
+    print(f"appended to {results}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

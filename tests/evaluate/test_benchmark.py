@@ -1,0 +1,148 @@
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+from qmedgen.cli import main
+from qmedgen.errors import ConfigError
+from qmedgen.evaluate import benchmark as B
+from qmedgen.evaluate.samples import save_samples
+
+from .conftest import noisy_copy
+
+
+class FakeModels:
+    """Stands in for qmedgen.train.api: 'training' records the few-shot draw, 'sampling' perturbs it."""
+
+    def __init__(self, fail_on: str | None = None):
+        self.trained, self.sampled, self.fail_on = [], [], fail_on
+
+    def train(self, model, overrides, run_root, progress=True):
+        from qmedgen.data import few_shot_subset, load_dataset
+
+        if self.fail_on and overrides.get("model.tag") == self.fail_on:
+            raise KeyboardInterrupt  # an interrupted cell
+        ds = load_dataset(overrides["data.name"], split="train")
+        idx = few_shot_subset(ds.labels, n_per_class=overrides["data.n_per_class"], seed=overrides["data.subset_seed"])
+        run = run_root / f"run{len(self.trained)}"
+        run.mkdir(parents=True)
+        (run / "indices.json").write_text(json.dumps({"dataset": overrides["data.name"], "split": "train",
+                                                      "indices": idx.tolist(), "size": 28}))
+        (run / "overrides.json").write_text(json.dumps(overrides))
+        self.trained.append((model, overrides))
+        return run
+
+    def sample(self, run_dir, n_per_class, out, **opts):
+        from qmedgen.data import load_dataset
+
+        info = json.loads((run_dir / "indices.json").read_text())
+        ov = json.loads((run_dir / "overrides.json").read_text())
+        ds = load_dataset(info["dataset"], split="train")
+        idx = np.asarray(info["indices"])
+        rng = np.random.default_rng(ov["train.seed"])
+        pick = np.concatenate([rng.choice(idx[ds.labels[idx] == c], n_per_class) for c in np.unique(ds.labels)])
+        scale = float(ov.get("model.noise", 10.0))
+        save_samples(out, noisy_copy(ds.images[pick], scale, seed=ov["train.seed"]), ds.labels[pick], pngs=False)
+        (out / "sampling.json").write_text(json.dumps({"run_dir": str(run_dir)}))
+        self.sampled.append(run_dir)
+        return out
+
+
+def _protocol(tmp_path, extractor):
+    proto = {
+        "name": "toy", "description": "fake models", "data": "embedded-bloodmnist", "size": 28, "seeds": [0, 1],
+        "subset_sizes": [3], "reference": "noisy",
+        "models": {"clean": {"model": "fake", "overrides": {"model.noise": 2.0, "model.tag": "clean"}},
+                   "noisy": {"model": "fake", "overrides": {"model.noise": 60.0, "model.tag": "noisy"}}},
+        "train": {"train.steps": 1},
+        "sample": {"n_per_class": 4},
+        "evaluate": {"extractor": str(extractor), "conditional": False, "n_boot": 10, "fid_boot": 2,
+                     "kid_subsets": 5, "msssim_pairs": 10},
+        "utility": {"enabled": True, "arms": ["real", "syn"], "seeds": [0], "steps": 2, "batch_size": 8,
+                    "device": "cpu"},
+        "quick": {"seeds": [0], "sample": {"n_per_class": 3}},
+    }
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump(proto))
+    return path
+
+
+def test_benchmark_runs_aggregates_and_resumes(tmp_path, tiny_extractor_file):
+    proto = _protocol(tmp_path, tiny_extractor_file)
+    fake = FakeModels(fail_on="noisy")
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        B.run_benchmark(proto, out, trainer=fake.train, sampler=fake.sample, progress=False, log=lambda m: None)
+    state = json.loads((out / "state.json").read_text())
+    assert (state["cells"]["clean_n3_s0"]["done"] and "noisy_n3_s0" not in state["cells"]) or \
+        not state["cells"]["noisy_n3_s0"].get("done")
+    fake2 = FakeModels()
+    res = B.run_benchmark(proto, out, trainer=fake2.train, sampler=fake2.sample, progress=False, log=lambda m: None)
+    # the finished cell was not recomputed; the other three were
+    assert [o["model.tag"] for _, o in fake2.trained] == ["noisy", "clean", "noisy"]
+    assert res["n_cells_done"] == 4
+    rows = {r["model"]: r for r in res["rows"]}
+    assert rows["clean"]["seeds"] == [0, 1] and rows["clean"]["metrics"]["kid"]["n"] == 2
+    assert rows["clean"]["metrics"]["kid"]["mean"] < rows["noisy"]["metrics"]["kid"]["mean"]
+    assert "utility.syn.accuracy" in rows["clean"]["metrics"]
+    comp = res["comparisons"][0]
+    assert comp["model"] == "clean" and comp["reference"] == "noisy" and comp["metrics"]["kid"]["diff_mean"] < 0
+    md = (out / "results.md").read_text()
+    assert "| clean | 3 |" in md and "Paired differences" in md
+    assert (out / "plots" / "summary.png").is_file()
+    # a third run recomputes nothing
+    fake3 = FakeModels()
+    B.run_benchmark(proto, out, trainer=fake3.train, sampler=fake3.sample, progress=False, log=lambda m: None)
+    assert fake3.trained == [] and fake3.sampled == []
+
+
+def test_changed_settings_recompute_cells_and_quick_variant(tmp_path, tiny_extractor_file):
+    proto_path = _protocol(tmp_path, tiny_extractor_file)
+    quick = B.load_protocol(proto_path, quick=True)
+    assert quick["name"] == "toy-quick" and quick["seeds"] == [0] and quick["sample"]["n_per_class"] == 3
+    assert quick["evaluate"]["n_boot"] == 10  # merged, not replaced
+    quick["utility"] = {"enabled": False}
+    fake = FakeModels()
+    B.run_benchmark(quick, tmp_path / "q", trainer=fake.train, sampler=fake.sample, progress=False,
+                    log=lambda m: None)
+    assert len(fake.trained) == 2
+    quick["sample"] = {"n_per_class": 2}
+    B.run_benchmark(quick, tmp_path / "q", trainer=fake.train, sampler=fake.sample, progress=False,
+                    log=lambda m: None)
+    assert len(fake.trained) == 4  # the cells' settings changed: recomputed
+
+
+def test_protocol_validation_and_shipped_protocols(tmp_path):
+    assert {"mediqgan-retinamnist", "qdiffusion-mnist", "qdiffusion-bloodmnist",
+            "bloodmnist-augmentation"} <= set(B.list_protocols())
+    for name in B.list_protocols():
+        for quick in (False, True):
+            p = B.load_protocol(name, quick=quick)
+            cells = B.cells(p)
+            assert cells and len({c["id"] for c in cells}) == len(cells)
+            assert all(c["overrides"]["data.name"] == p["data"] or "data.name" in p.get("train", {}) for c in cells)
+        assert len(B.cells(B.load_protocol(name, quick=True))) <= 3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndata: mnist\nmodels: {a: {model: qdiffusion}}\nreference: b\n")
+    with pytest.raises(ConfigError, match="reference 'b'"):
+        B.load_protocol(bad)
+    bad.write_text("name: x\ndata: mnist\nmodel: {}\n")
+    with pytest.raises(ConfigError, match="unknown key"):
+        B.load_protocol(bad)
+    with pytest.raises(ConfigError, match="unknown benchmark protocol"):
+        B.load_protocol("no-such-protocol")
+
+
+def test_cli_benchmark_list(capsys):
+    assert main(["benchmark", "--list"]) == 0
+    assert "qdiffusion-mnist" in capsys.readouterr().out
+    assert main(["benchmark", "/nonexistent.yaml"]) == 2
+
+
+def test_shipped_protocol_keys_resolve_against_model_configs():
+    api = pytest.importorskip("qmedgen.train.api")
+    for name in B.list_protocols():
+        for quick in (False, True):
+            for c in B.cells(B.load_protocol(name, quick=quick)):
+                api.resolve_config(c["family"], c["overrides"])  # raises ConfigError on a wrong key or value

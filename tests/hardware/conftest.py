@@ -1,0 +1,80 @@
+"""A tiny trainer-like model with K=2 three-qubit circuits inside, shaped like the lead's trainers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+import torch
+from torch import nn
+
+from qmedgen.quantum import Ansatz, expval
+
+ANSATZ = Ansatz(3, 2, encoding="ry-rx", rotations=("ry",), entangler="cz-chain", observable="x")
+
+
+class _LocalLayer(nn.Module):
+    """Stand-in with the engine's executor hook, used only if QuantumLayer is not importable."""
+
+    def __init__(self, ansatz: Ansatz, batch_shape=()) -> None:
+        super().__init__()
+        self.ansatz = ansatz
+        self.weight = nn.Parameter(torch.rand(*batch_shape, *ansatz.weight_shape))
+        self.executor = None
+
+    def forward(self, x):
+        return (self.executor or expval)(self.ansatz, x, self.weight)
+
+
+def make_layer(ansatz: Ansatz = ANSATZ, batch_shape=(2,)) -> nn.Module:
+    try:
+        from qmedgen.quantum import QuantumLayer
+    except ImportError:
+        return _LocalLayer(ansatz, batch_shape)
+    layer = QuantumLayer(ansatz, batch_shape=batch_shape)
+    assert hasattr(layer, "executor"), "QuantumLayer must expose the 'executor' hook"
+    return layer
+
+
+class TinyGenerator(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(2, 4)
+        self.to_angles = nn.Linear(4, 2 * 3)
+        self.circuits = make_layer()
+        self.decode = nn.Linear(6, 8 * 8)
+
+    def forward(self, z, y):
+        angles = self.to_angles(z + self.embed(y)).view(-1, 2, 3) * 3.0
+        e = self.circuits(angles).reshape(-1, 6).float()
+        return torch.tanh(3.0 * self.decode(e)).view(-1, 1, 8, 8)
+
+
+@dataclass
+class Spec:
+    dataset: str = "tiny"
+    n_classes: int = 2
+    channels: int = 1
+    size: int = 8
+    class_ids: tuple = (0, 1)
+    class_names: tuple = ("a", "b")
+
+
+class TinyTrainer:
+    def __init__(self) -> None:
+        self.spec = Spec()
+        self.device = torch.device("cpu")
+        self.generator = TinyGenerator().eval()
+
+    def modules(self):
+        return {"generator": self.generator}
+
+    def sample(self, labels, generator=None, **opts):
+        z = torch.randn(len(labels), 4, generator=generator)
+        return self.generator(z, labels)
+
+
+@pytest.fixture
+def tiny_trainer():
+    return TinyTrainer()

@@ -1,0 +1,140 @@
+"""The fast engine against the slow reference (autograd) and finite differences; shapes, dtypes, modes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from qmedgen.errors import ConfigError
+from qmedgen.quantum import Ansatz, expval, probabilities, simulate
+from qmedgen.quantum import _reference as ref
+from qmedgen.quantum.engine import block_sizes, cnot_permutation
+
+from ._circuits import grads, random_params
+
+MEDIQ = dict(encoding="ry-rx", rotations=("ry",), entangler="cz-chain", observable="x")  # stacked real mode
+DIFFUSION = dict(encoding="ry", rotations=("rz", "ry"), entangler="cnot-chain", observable="z")  # complex mode
+REAL = dict(encoding="ry", rotations=("ry",), entangler="cnot-ring", observable="z")  # fully real mode
+YOBS = dict(encoding="rx", rotations=("rx", "rz"), entangler="cz-chain", observable="y")
+
+
+@pytest.mark.parametrize("opts", [MEDIQ, DIFFUSION, REAL, YOBS], ids=["mediq", "diffusion", "real", "y"])
+@pytest.mark.parametrize("n", [1, 2, 5, 7, 9])  # 5, 7, 9 qubits: several Kronecker blocks of unequal sizes
+def test_adjoint_matches_autograd_reference(opts, n):
+    a = Ansatz(n, 3, **opts)
+    x, w = random_params(a, batch=(2,), seed=n)
+    cot = torch.randn(2, n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    ours, theirs = expval(a, x, w), ref.expval(a, x, w)
+    assert torch.allclose(ours, theirs, atol=1e-10)
+    for g, r in zip(grads(ours, (x, w), cot), grads(theirs, (x, w), cot)):
+        assert torch.allclose(g, r, atol=1e-10)
+    assert torch.allclose(simulate(a, x, w), ref.simulate(a, x, w), atol=1e-10)
+    assert torch.allclose(probabilities(a, x, w), ref.probabilities(a, x, w), atol=1e-10)
+
+
+@pytest.mark.parametrize("which", ["inputs", "weights"])
+def test_gradient_when_only_one_argument_requires_grad(which):
+    a = Ansatz(5, 3, **MEDIQ)
+    x, w = random_params(a, batch=(3,), requires_grad=False)
+    p = x if which == "inputs" else w
+    p.requires_grad_(True)
+    cot = torch.randn(3, 5, dtype=torch.float64)
+    (g,) = grads(expval(a, x, w), [p], cot)
+    (r,) = grads(ref.expval(a, x, w), [p], cot)
+    assert torch.allclose(g, r, atol=1e-10)
+
+
+@pytest.mark.parametrize("opts", [MEDIQ, DIFFUSION], ids=["mediq", "diffusion"])
+def test_gradcheck_finite_differences(opts):
+    a = Ansatz(3, 2, **opts)
+    x, w = random_params(a, batch=(2,))
+    assert torch.autograd.gradcheck(lambda x, w: expval(a, x, w), (x, w), eps=1e-6, atol=1e-7)
+
+
+def test_broadcasting_subgenerators_and_shared_weights():
+    a = Ansatz(4, 2, **MEDIQ)
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)  # B=6 samples, K=3 circuits
+    w = torch.rand(3, *a.weight_shape, generator=g, dtype=torch.float64, requires_grad=True)
+    out = expval(a, x, w)
+    assert out.shape == (6, 3, 4)
+    loop = torch.stack([torch.stack([expval(a, x[b, k], w[k]) for k in range(3)]) for b in range(6)])
+    assert torch.allclose(out, loop, atol=1e-12)
+    cot = torch.randn(6, 3, 4, dtype=torch.float64)
+    for gg, r in zip(grads(out, (x, w), cot), grads(loop, (x, w), cot)):
+        assert torch.allclose(gg, r, atol=1e-10)
+    # one shared weight set, many inputs; and many weight sets, one input
+    assert expval(a, x[:, 0], w[0]).shape == (6, 4)
+    assert expval(a, x[0, 0], w).shape == (3, 4)
+    assert expval(a, x[0, 0], w[0]).shape == (4,)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dtype_follows_inputs(dtype):
+    a = Ansatz(3, 1, **DIFFUSION)
+    x, w = random_params(a, dtype=dtype)
+    assert expval(a, x, w).dtype == dtype
+    assert expval(a, x.detach().double(), w.detach().float()).dtype == torch.float64
+    assert expval(a, x.detach().half().float(), w.detach().float()).dtype == torch.float32
+
+
+def test_integer_inputs_are_promoted_to_float():
+    a = Ansatz(2, 1, **REAL)
+    assert expval(a, torch.zeros(2, dtype=torch.long), torch.zeros(1, 1, 2)).dtype == torch.float32
+
+
+def test_no_grad_and_depth_zero():
+    a = Ansatz(3, 0, encoding="rx", rotations=("ry",), entangler="cz-chain", observable="z")
+    x, w = random_params(a, batch=(2,))
+    with torch.no_grad():
+        out = expval(a, x, w)
+    assert torch.allclose(out, torch.cos(x), atol=1e-12)  # <Z> after RX(x)|0> is cos(x)
+
+
+def test_repeated_backward_and_jacobian():
+    a = Ansatz(3, 2, **MEDIQ)
+    x, w = random_params(a)
+    out = expval(a, x, w)
+    out.sum().backward(retain_graph=True)  # the second pass recomputes the state the first one recycled
+    first = x.grad.clone()
+    out.sum().backward()
+    assert torch.allclose(x.grad, 2 * first, atol=1e-12)
+    jac = torch.autograd.functional.jacobian(lambda v: expval(a, v, w.detach()), x.detach())
+    ref_jac = torch.autograd.functional.jacobian(lambda v: ref.expval(a, v, w.detach()), x.detach())
+    assert torch.allclose(jac, ref_jac, atol=1e-10)
+
+
+def test_bad_shapes_raise_config_errors():
+    a = Ansatz(3, 2, **MEDIQ)
+    with pytest.raises(ConfigError, match=r"inputs must have shape \[\.\.\., 3\]"):
+        expval(a, torch.zeros(4), torch.zeros(2, 1, 3))
+    with pytest.raises(ConfigError, match="weights must have shape"):
+        expval(a, torch.zeros(3), torch.zeros(2, 3))
+    with pytest.raises(ConfigError, match="do not broadcast"):
+        expval(a, torch.zeros(4, 3), torch.zeros(5, 2, 1, 3))
+    with pytest.raises(ConfigError, match="expected an Ansatz"):
+        expval("not an ansatz", torch.zeros(3), torch.zeros(2, 1, 3))
+
+
+def test_block_sizes_and_cnot_permutation_is_the_gate_sequence():
+    assert block_sizes(16) == (4, 4, 4, 4)
+    assert block_sizes(18) == (4, 4, 4, 3, 3)
+    assert sum(block_sizes(23)) == 23
+    fwd, inv = cnot_permutation(3, False, torch.device("cpu"))
+    # |100> -> CNOT(0,1) -> |110> -> CNOT(1,2) -> |111>: new[7] = old[4]
+    assert fwd[7].item() == 4 and inv[4].item() == 7
+    assert torch.equal(fwd[inv], torch.arange(8))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    a = Ansatz(6, 3, **MEDIQ)
+    x, w = random_params(a, batch=(4,))
+    cpu = expval(a, x, w)
+    xc, wc = x.detach().cuda().requires_grad_(), w.detach().cuda().requires_grad_()
+    gpu = expval(a, xc, wc)
+    assert gpu.device.type == "cuda"
+    assert torch.allclose(gpu.cpu(), cpu, atol=1e-10)
+    cot = torch.randn(4, 6, dtype=torch.float64)
+    for g, r in zip(grads(gpu, (xc, wc), cot.cuda()), grads(cpu, (x, w), cot)):
+        assert torch.allclose(g.cpu(), r, atol=1e-10)
