@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.metadata
 import os
 import platform
 import resource
@@ -73,19 +74,21 @@ def _params(case: Case, device: torch.device, dtype=torch.float32):
     return x.to(device, dtype).requires_grad_(), w.to(device, dtype).requires_grad_()
 
 
-def time_qmedgen(case: Case, device: torch.device, repeats: int) -> float:
+def time_qmedgen(case: Case, device: torch.device, repeats: int) -> tuple[float, float]:
+    """Median wall seconds and median process CPU seconds (steadier on a shared machine) of forward+backward."""
     x, w = _params(case, device)
-    times = []
+    times, cpu = [], []
     for r in range(repeats + 1):
         x.grad = w.grad = None
         _sync(device)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         out = expval(case.ansatz, x, w)
         out.backward(torch.ones_like(out))
         _sync(device)
         if r:  # the first run warms up caches and allocators
             times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+            cpu.append(time.process_time() - c0)
+    return statistics.median(times), statistics.median(cpu)
 
 
 def time_lightning_per_circuit(case: Case, n_circuits: int) -> float:
@@ -132,6 +135,41 @@ def time_default_broadcast(case: Case, b_batch: int) -> tuple[float, int]:
     return elapsed * case.batch / b, b
 
 
+BIG_SCRIPT = """
+import resource, time, torch
+from qmedgen.quantum import Ansatz, expval
+a = Ansatz({n}, 2, "ry-rx", ("ry",), "cz-chain", "x")
+x = torch.rand({b} // 5, 5, {n}, device="{dev}", requires_grad=True)
+w = torch.rand(5, 2, 1, {n}, device="{dev}", requires_grad=True)
+t0 = time.perf_counter(); e = expval(a, x, w); t1 = time.perf_counter(); e.sum().backward()
+if x.is_cuda:
+    torch.cuda.synchronize()
+t2 = time.perf_counter()
+gpu = torch.cuda.max_memory_allocated() / 2**30 if x.is_cuda else 0.0
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+print(f"{{t1 - t0:.1f}} {{t2 - t1:.1f}} {{rss:.2f}} {{gpu:.2f}}")
+"""
+
+
+def big_run(n: int, batch: int, device: torch.device) -> str:
+    """20 qubits x 320 circuits forward + backward in a fresh process (so its peak RSS is its own)."""
+    import subprocess
+
+    need = estimate_bytes(n, batch) / 2**30
+    print(f"[big] {n} qubits x {batch} circuits, depth 2, forward+backward (memory model {need:.2f} GiB) ...",
+          flush=True)
+    code = BIG_SCRIPT.format(n=n, b=batch, dev=device)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if out.returncode:
+        return f"{n} qubits x {batch} circuits: FAILED ({out.stderr.strip().splitlines()[-1]})"
+    fwd, bwd, rss, gpu = out.stdout.split()
+    line = (f"{n} qubits x {batch} circuits (depth 2, MediQ-GAN gates), forward {fwd} s + backward {bwd} s, "
+            f"peak RSS {rss} GiB" + (f", peak CUDA memory {gpu} GiB" if device.type == "cuda" else "")
+            + f" (memory model {need:.2f} GiB)")
+    print(f"[big] {line}", flush=True)
+    return line
+
+
 def machine() -> str:
     cpu = platform.processor() or platform.machine()
     try:
@@ -146,12 +184,11 @@ def machine() -> str:
 
 def versions() -> str:
     parts = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
-    for mod in ("pennylane", "pennylane_lightning"):
+    for dist in ("pennylane", "pennylane-lightning"):
         try:
-            m = __import__(mod)
-            parts.append(f"{mod} {getattr(m, '__version__', '?')}")
-        except ImportError:
-            parts.append(f"{mod} absent")
+            parts.append(f"{dist} {importlib.metadata.version(dist)}")
+        except importlib.metadata.PackageNotFoundError:
+            parts.append(f"{dist} absent")
     return ", ".join(parts)
 
 
@@ -169,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-baselines", action="store_true", help="time qmedgen only")
     p.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
     p.add_argument("--note", default="", help="free text for the results line (e.g. 'contended')")
+    p.add_argument("--big", action="store_true", help="only the memory check: 20 qubits x 320 circuits fwd+bwd")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     repeats = args.repeats or (2 if args.quick else 5)
@@ -179,20 +217,25 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"machine: {machine()}\nversions: {versions()}\ndevice: {device}, load average {load:.1f}"
           f"{' (contended)' if contended else ''}", flush=True)
+    if args.big:
+        line = big_run(20, 320, device)
+        if not args.no_append:
+            append_lines([f"\n{_stamp(device, load, contended, args)}\n\n{versions()}; {line}"])
+        return 0
     rows = []
     ours = {}
     for case in cases():
-        t = time_qmedgen(case, device, repeats)
-        ours[case.name] = t
+        t, cpu = time_qmedgen(case, device, repeats)
+        ours[case.name] = (t, cpu)
         n_circ = case.batch * case.k
-        print(f"[qmedgen] {case.name}: {t * 1e3:.1f} ms fwd+bwd ({t / n_circ * 1e3:.2f} ms/circuit; "
+        print(f"[qmedgen] {case.name}: {t * 1e3:.1f} ms fwd+bwd, {cpu:.2f} CPU-s ({t / n_circ * 1e3:.2f} ms/circuit; "
               f"memory model {estimate_bytes(16, n_circ) / 2**20:.0f} MiB)", flush=True)
     rss = peak_rss_gib()
     gpu_peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
     print(f"[qmedgen] peak RSS after all qmedgen runs: {rss:.2f} GiB"
           + (f", peak CUDA memory {gpu_peak:.2f} GiB" if gpu_peak is not None else ""), flush=True)
     for case in cases():
-        t = ours[case.name]
+        t, cpu = ours[case.name]
         n_circ = case.batch * case.k
         ta = tb = None
         b_used = None
@@ -215,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
         best = min(v for v in (ta, tb) if v) / t if (ta or tb) else None
         print(f"==> {case.name}: qmedgen {t * 1e3:.1f} ms; vs (a) {ra and f'{ra:.0f}x'}; vs (b) {rb and f'{rb:.0f}x'};"
               f" vs best baseline {best and f'{best:.0f}x'}", flush=True)
-        rows.append((case.name, t, ta, tb, ra, rb, best, b_used))
+        rows.append((case.name, t, cpu, ta, tb, ra, rb, best, b_used))
 
     if not args.no_append:
         append_results(rows, device, rss, gpu_peak, load, contended, args, a_circuits)
@@ -227,6 +270,29 @@ def _fmt(v, unit="", spec=".1f"):
 
 
 def append_results(rows, device, rss, gpu_peak, load, contended, args, a_circuits) -> None:
+    lines = [
+        f"\n{_stamp(device, load, contended, args)}",
+        f"\n{versions()}; qmedgen peak RSS {rss:.2f} GiB"
+        + (f", peak CUDA memory {gpu_peak:.2f} GiB" if gpu_peak is not None else "")
+        + f"; (a) extrapolated from {a_circuits} circuit(s){'; --quick' if args.quick else ''}\n",
+        "\n| case | qmedgen wall | qmedgen CPU | (a) lightning/sample | (b) default.qubit bcast | vs (a) | vs (b) "
+        "| vs best |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, t, cpu, ta, tb, ra, rb, best, _ in rows:
+        lines.append(f"| {name} | {t * 1e3:.0f} ms | {cpu:.2f} s | {_fmt(ta, ' s')} | {_fmt(tb, ' s')} | "
+                     f"{_fmt(ra, 'x', '.0f')} | {_fmt(rb, 'x', '.0f')} | {_fmt(best, 'x', '.0f')} |")
+    append_lines(lines)
+
+
+def _stamp(device, load, contended, args) -> str:
+    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    flag = "contended" if contended else "quiet"
+    return f"### {when}: {machine()}, device {device} ({flag}, load {load:.1f}){' ' + args.note if args.note else ''}"
+
+
+def append_lines(lines: list[str]) -> None:
+    """Insert ``lines`` at the end of the engine section of RESULTS.md (creating file and section if needed)."""
     if not RESULTS.exists():
         RESULTS.write_text("# Benchmark results\n\nEach area appends its own dated sections; numbers taken on a busy "
                            "machine are marked *contended*.\n")
@@ -235,20 +301,7 @@ def append_results(rows, device, rss, gpu_peak, load, contended, args, a_circuit
         text += f"\n{SECTION}\n\nForward + backward of the circuit batch (`benchmarks/bench_engine.py`). (a) = one "
         text += "lightning.qubit adjoint QNode per sample and sub-generator (per-circuit cost extrapolated); (b) = "
         text += "default.qubit with parameter broadcasting, torch backprop (extrapolated from a few samples per "
-        text += "call).\n"
-    when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    flag = "contended" if contended else "quiet"
-    lines = [
-        f"\n### {when}: {machine()}, device {device} ({flag}, load {load:.1f}){' ' + args.note if args.note else ''}",
-        f"\n{versions()}; qmedgen peak RSS {rss:.2f} GiB"
-        + (f", peak CUDA memory {gpu_peak:.2f} GiB" if gpu_peak is not None else "")
-        + f"; (a) extrapolated from {a_circuits} circuit(s){'; --quick' if args.quick else ''}\n",
-        "\n| case | qmedgen | (a) lightning/sample | (b) default.qubit bcast | vs (a) | vs (b) | vs best |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for name, t, ta, tb, ra, rb, best, _ in rows:
-        lines.append(f"| {name} | {t * 1e3:.0f} ms | {_fmt(ta, ' s')} | {_fmt(tb, ' s')} | {_fmt(ra, 'x', '.0f')} | "
-                     f"{_fmt(rb, 'x', '.0f')} | {_fmt(best, 'x', '.0f')} |")
+        text += "call). `--big`: 20 qubits x 320 circuits forward+backward in a fresh process (peak RSS).\n"
     start = text.index(SECTION)
     nxt = text.find("\n## ", start + len(SECTION))  # keep our entries inside our section
     end = len(text) if nxt < 0 else nxt

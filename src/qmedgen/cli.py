@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "qmedgen.analysis.commands",
     "qmedgen.hardware.commands",
     "qmedgen.report.commands",
+    "qmedgen.demo",
 )
 
 

@@ -41,7 +41,7 @@ def _fake_run(tmp_path, name, steps=(1, 2)):
 
 
 def test_analyze_run_tracks_checkpoints_and_compares(tmp_path, make_trainer):
-    TinyTrainer = make_trainer  # noqa: N806
+    TinyTrainer = make_trainer
     run_a, run_b = _fake_run(tmp_path, "00001-q"), _fake_run(tmp_path, "00002-c", steps=(1,))
 
     def loader(run_dir, checkpoint, device):
@@ -64,7 +64,7 @@ def test_analyze_run_tracks_checkpoints_and_compares(tmp_path, make_trainer):
 
 
 def test_cli_analyze_runs(tmp_path, monkeypatch, make_trainer):
-    TinyTrainer = make_trainer  # noqa: N806
+    TinyTrainer = make_trainer
     run = _fake_run(tmp_path, "00003-q", steps=())
     monkeypatch.setattr(runs, "_load_run", lambda r, c, d: TinyTrainer())
     assert main(["analyze", str(run), "--extractor", "pixels", "--no-checkpoints", "--n-samples", "2",
@@ -73,3 +73,59 @@ def test_cli_analyze_runs(tmp_path, monkeypatch, make_trainer):
     assert main(["analyze", str(tmp_path / "missing")]) == 2
     with pytest.raises(SystemExit):
         main(["analyze"])
+
+
+def _diffusion_trainer(kind: str):
+    from dataclasses import dataclass
+
+    from qmedgen.models.bottleneck import make_gate
+
+    @dataclass
+    class Spec:
+        dataset: str = "tiny"
+        n_classes: int = 2
+        channels: int = 1
+        size: int = 8
+        class_ids: tuple = (0, 1)
+        class_names: tuple = ("a", "b")
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
+            self.gate = make_gate(kind, 8, n_qubits=3, depth=1)
+            self.out = torch.nn.Conv2d(8, 1, 3, padding=1)
+
+        def forward(self, x):
+            return self.out(self.gate(torch.tanh(self.conv(x))))
+
+    class Trainer:
+        family = "tinydiff"
+
+        def __init__(self):
+            self.spec, self.device, self.ema = Spec(), torch.device("cpu"), Net().eval()
+
+        def modules(self):
+            return {"ema": self.ema}
+
+        def sample(self, labels, generator=None, **opts):
+            x = torch.randn(len(labels), 1, 8, 8, generator=generator)
+            for _ in range(opts.get("steps", 3)):
+                x = x - 0.1 * self.ema(x)
+            return x.clamp(-1, 1)
+
+    return Trainer()
+
+
+@pytest.mark.parametrize("kind", ["quantum", "matched-se"])
+def test_diffusion_gate_spectra_at_captured_bottleneck_inputs(kind):
+    trainer = _diffusion_trainer(kind)
+    spectra = runs._spectra_for(trainer, n_samples=4, seed=0, sample_opts={"steps": 2})
+    logits = spectra["gate logits ema.gate"].summary()
+    assert logits["in_dim"] == 8 and logits["n_samples"] == 4
+    if kind == "quantum":
+        assert logits["numerical_rank_mean"] <= 3  # the 3-qubit readout bounds the gate's rank
+        assert spectra["circuit ema.gate"].in_dim == 3
+    else:
+        assert "circuit ema.gate" not in spectra

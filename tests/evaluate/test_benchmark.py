@@ -84,12 +84,14 @@ def test_benchmark_runs_aggregates_and_resumes(tmp_path, tiny_extractor_file):
     assert res["n_cells_done"] == 4
     rows = {r["model"]: r for r in res["rows"]}
     assert rows["clean"]["seeds"] == [0, 1] and rows["clean"]["metrics"]["kid"]["n"] == 2
+    assert B.REAL_ROW in rows and rows[B.REAL_ROW]["metrics"]["kid"]["n"] == 2  # real images of the train split
     assert rows["clean"]["metrics"]["kid"]["mean"] < rows["noisy"]["metrics"]["kid"]["mean"]
     assert "utility.syn.accuracy" in rows["clean"]["metrics"]
     comp = res["comparisons"][0]
+    assert len(res["comparisons"]) == 1
     assert comp["model"] == "clean" and comp["reference"] == "noisy" and comp["metrics"]["kid"]["diff_mean"] < 0
     md = (out / "results.md").read_text()
-    assert "| clean | 3 |" in md and "Paired differences" in md
+    assert "| clean | 3 |" in md and "Paired differences" in md and f"| {B.REAL_ROW} | 3 |" in md
     assert (out / "plots" / "summary.png").is_file()
     # a third run recomputes nothing
     fake3 = FakeModels()

@@ -75,13 +75,17 @@ def test_samples_folder_roundtrip_and_bad_folders(tmp_path, blood):
 
 def test_cli_evaluate_writes_json_and_markdown(tmp_path, blood, tiny_extractor_file, capsys):
     _, test = blood
-    out = save_samples(tmp_path / "samples", noisy_copy(test.images[:40], 10.0), test.labels[:40], pngs=False)
+    out = save_samples(tmp_path / "samples", noisy_copy(test.images[:40], 60.0), test.labels[:40], pngs=False)
     code = main(["evaluate", str(out), "--data", "embedded-bloodmnist", "--extractor", str(tiny_extractor_file),
                  "--no-conditional", "--n-boot", "10", "--fid-boot", "3", "--kid-subsets", "5", "--quiet"])
     assert code == 0
     data = json.loads((out / "metrics_tiny.json").read_text())
     assert data["dataset"] == "embedded-bloodmnist" and data["n_fake"] == 40 and "kid" in data["metrics"]
-    assert "| kid |" in (out / "metrics_tiny.md").read_text()
+    assert data["real_baseline"]["split"] == "train" and data["real_baseline"]["n"] == 40
+    # real images score better than noisy copies on KID: the reference row is meaningful
+    assert data["real_baseline"]["metrics"]["kid"] < data["metrics"]["kid"]["value"]
+    md = (out / "metrics_tiny.md").read_text()
+    assert "| kid |" in md and "real vs real" in md
     assert main(["evaluate", str(out), "--data", "embedded-bloodmnist", "--extractor", str(tmp_path / "nope.pt"),
                  "--quiet"]) == 2
     assert "no such file" in capsys.readouterr().err

@@ -71,6 +71,7 @@ class TinyTrainer:
         return {"generator": self.generator}
 
     def sample(self, labels, generator=None, **opts):
+        self.last_opts = opts
         z = torch.randn(len(labels), 4, generator=generator)
         return self.generator(z, labels)
 

@@ -69,6 +69,21 @@ def test_aer_executor_is_one_job_with_all_bindings():
     assert stats["two_qubit_gates"] >= 4
 
 
+def test_trajectory_sampling_matches_per_shot_sampling():
+    x, w = _data()
+    x = x[:2]
+    backend = fake_backend("fake_manila")
+    per_shot = AerExecutor(backend, shots=8000, seed=1, trajectories="auto")
+    assert per_shot.n_trajectories(ANSATZ) is None  # few qubits: one trajectory per shot
+    traj = AerExecutor(backend, shots=8000, seed=1, trajectories=100)
+    a, b = per_shot(ANSATZ, x, w), traj(ANSATZ, x, w)
+    assert (a - b).abs().max() < 0.06  # same noisy statistics (shot noise ~0.011 each)
+    ideal = AerExecutor(backend, shots=8000, seed=1, trajectories=10, noise=False)
+    assert (ideal(ANSATZ, x, w) - expval(ANSATZ, x, w)).abs().max() < 0.06
+    with pytest.raises(ConfigError, match="trajectories"):
+        AerExecutor(backend, shots=10, trajectories=20)
+
+
 @pytest.mark.parametrize("primitive,execution", [("sampler", "batch"), ("estimator", "session")])
 def test_runtime_primitives_in_local_testing_mode(primitive, execution):
     x, w = _data()

@@ -75,6 +75,18 @@ def test_export_and_cli(tiny_trainer, tmp_path, monkeypatch):
     assert main(["hardware", "export", "RUN", "--backend", "fake_manila", "--out", str(out)]) == 0
     assert (out / "export.json").is_file()
     assert main(["hardware", "infer", "RUN", "--mode", "shots", "--shots", "64", "--n-per-class", "1",
-                 "--out", str(tmp_path / "inf")]) == 0
+                 "--sample-opt", "steps=5", "--sample-opt", "sampler=ddim", "--out", str(tmp_path / "inf")]) == 0
     assert (tmp_path / "inf" / "samples.npz").is_file()
+    assert tiny_trainer.last_opts == {"steps": 5, "sampler": "ddim"}
+    assert main(["hardware", "infer", "RUN", "--mode", "aer", "--out", str(tmp_path / "x")]) == 2  # no --backend
     assert main(["hardware", "robustness", "RUN", "--backends", "ibm_x", "--out", str(tmp_path)]) == 2
+
+
+def test_robustness_kid_column_with_evaluation_extractor(tiny_trainer, tmp_path, monkeypatch):
+    extractors = pytest.importorskip("qmedgen.evaluate.extractors")
+    flat = extractors.Extractor(torch.nn.Flatten(), device="cpu")  # pixel features through the real interface
+    monkeypatch.setattr(extractors, "load_extractor", lambda spec, **kw: flat)
+    res = robustness(tiny_trainer, tmp_path, backends=[], shots=[16], n_per_class=6, kid_extractor="pixels-test",
+                     progress=False)
+    assert isinstance(res["rows"][0]["kid_vs_exact"], float)
+    assert "KID vs exact" in (tmp_path / "robustness.md").read_text()

@@ -138,3 +138,55 @@ def test_cuda_matches_cpu():
     cot = torch.randn(4, 6, dtype=torch.float64)
     for g, r in zip(grads(gpu, (xc, wc), cot.cuda()), grads(cpu, (x, w), cot)):
         assert torch.allclose(g.cpu(), r, atol=1e-10)
+
+
+def test_empty_batch_gives_empty_results_and_zero_gradients():
+    a = Ansatz(5, 2, **MEDIQ)
+    x = torch.rand(0, 5, requires_grad=True)
+    w = torch.rand(*a.weight_shape, requires_grad=True)
+    out = expval(a, x, w)
+    assert out.shape == (0, 5)
+    out.sum().backward()
+    assert x.grad.shape == (0, 5) and torch.equal(w.grad, torch.zeros_like(w))
+    assert probabilities(a, x, w).shape == (0, 32)
+
+
+def test_simulate_is_differentiable_by_autograd():
+    a = Ansatz(5, 2, **DIFFUSION)
+    x, w = random_params(a, batch=(2,))
+    probe = torch.randn(2, 32, dtype=torch.complex128, generator=torch.Generator().manual_seed(0))
+    ours = (simulate(a, x, w) * probe).real.sum()
+    theirs = (ref.simulate(a, x, w) * probe).real.sum()
+    for g, r in zip(torch.autograd.grad(ours, (x, w)), torch.autograd.grad(theirs, (x, w))):
+        assert torch.allclose(g, r, atol=1e-10)
+
+
+@pytest.mark.parametrize("opts", [MEDIQ, DIFFUSION], ids=["mediq", "diffusion"])
+def test_double_backward_gives_jacobian_vector_products(opts):
+    # d/du <J^T u, t> = J t: the trick Jacobian-spectrum analyses use for jvps; needs create_graph=True
+    a = Ansatz(4, 2, **opts)
+    x, w = random_params(a, batch=(3,))
+    t = torch.randn_like(x)
+
+    def jvp(fn):
+        y = fn(a, x, w)
+        u = torch.zeros_like(y, requires_grad=True)
+        (gx,) = torch.autograd.grad(y, x, u, create_graph=True)
+        (jt,) = torch.autograd.grad(gx, u, t)
+        return jt
+
+    assert torch.allclose(jvp(expval), jvp(ref.expval), atol=1e-10)
+    assert torch.autograd.gradgradcheck(lambda x, w: expval(a, x, w), (x[:1], w), eps=1e-6, atol=1e-6)
+
+
+def test_autocast_regions_keep_circuits_in_full_precision():
+    a = Ansatz(5, 2, **MEDIQ)
+    x = torch.rand(3, 5, requires_grad=True)
+    w = torch.rand(*a.weight_shape, requires_grad=True)
+    exact = expval(a, x, w)
+    (g_exact,) = torch.autograd.grad(exact.sum(), x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = expval(a, x, w)
+        (g,) = torch.autograd.grad(out.sum(), x)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, exact, atol=1e-6) and torch.allclose(g, g_exact, atol=1e-6)

@@ -122,3 +122,7 @@ def test_zero_noise_is_the_noiseless_circuit_and_bad_values_are_rejected():
     big = Ansatz(11, 1)
     with pytest.raises(ConfigError, match="at most 10 qubits"):
         expval(big, torch.zeros(11), torch.zeros(1, 1, 11), noise=NoiseModel(0.1, method="density"))
+    # readout errors alone need no density matrix, whatever the method
+    xb, wb = torch.rand(2, 11), torch.rand(1, 1, 11)
+    readout_only = expval(big, xb, wb, noise=NoiseModel(readout=0.1, method="density"))
+    assert torch.allclose(readout_only, 0.8 * expval(big, xb, wb), atol=1e-6)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
@@ -23,7 +25,7 @@ def test_matches_pennylane_values_and_gradients(qml, opts):
     a = Ansatz(N, DEPTH, *opts)
     dev = qml.device("default.qubit", wires=N)
     qnode = qml.QNode(a.to_pennylane(), dev, interface="torch", diff_method="backprop")
-    x, w = random_params(a, seed=hash(opts) % 1000)
+    x, w = random_params(a, seed=zlib.crc32(option_id(opts).encode()))  # stable across runs
     cot = torch.linspace(-1, 1, N, dtype=torch.float64)
     ref = torch.stack(list(qnode(x, w)))
     ref_g = grads(ref, (x, w), cot)

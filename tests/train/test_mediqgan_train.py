@@ -116,14 +116,8 @@ def test_seed_determinism(tmp_path):
     assert not all(torch.equal(a[k], c[k]) for k in a)
 
 
-def test_critic_steps_build_no_generator_graph(tmp_path):
-    family, config = api.resolve_config("mediqgan", [*TINY, "train.steps=1", "gan.n_critic=3"])
-    from qmedgen.train.distributed import Dist
-    from qmedgen.train.loop import load_training_data
-
-    device = torch.device("cpu")
-    data = load_training_data(config.data, device, Dist(), 0)
-    trainer = family.trainer_cls(config, data.spec, device, Dist(), data)
+def test_critic_steps_build_no_generator_graph():
+    trainer = _trainer("gan.n_critic=3")
     calls = []
     trainer.generator.register_forward_hook(lambda m, i, o: calls.append((o.shape[0], o.requires_grad)))
     trainer.train_step(0)
@@ -144,6 +138,36 @@ def test_adaptive_noise_bound_formula():
     assert mq.adaptive_noise_bound(1.0, 1.0) == pytest.approx(math.pi / 8)
     assert mq.adaptive_noise_bound(100.0, 1.0) == pytest.approx(math.pi / 8 + 5 * math.pi / 8)
     assert mq.adaptive_noise_bound(1.5, 1.0) == pytest.approx(math.pi / 8 + 5 * math.pi / 8 * math.tanh(0.5))
+
+
+def _trainer(*extra):
+    from qmedgen.train.distributed import Dist
+    from qmedgen.train.loop import load_training_data
+
+    family, config = api.resolve_config("mediqgan", [*TINY, "train.steps=1", *extra])
+    data = load_training_data(config.data, torch.device("cpu"), Dist(), 0)
+    return family.trainer_cls(config, data.spec, torch.device("cpu"), Dist(), data)
+
+
+def test_noise_bound_state_r0_is_the_first_ratio():
+    trainer = _trainer("model.prototypes.enabled=false", "gan.noise_ratio_momentum=0.0", "gan.ema=true")
+    assert trainer.generator.uses_noise_bound
+    assert trainer._update_noise_bound(-2.0, 1.0) == pytest.approx(math.pi / 8)  # R = R0 = 2 -> lower bound
+    ub = trainer._update_noise_bound(4.0, 1.0)  # |L_D| / |L_G| = 4 > R0: wider range
+    assert ub == pytest.approx(mq.adaptive_noise_bound(4.0, 2.0))
+    assert trainer.generator.noise_bound.item() == pytest.approx(ub) == trainer.ema.noise_bound.item()
+    assert trainer.extra_state() == {"ratio_ema": 4.0, "ratio_r0": 2.0}
+
+
+def test_ema_warm_up_follows_the_generator_early():
+    trainer = _trainer("gan.ema=true", "gan.ema_decay=0.999")
+    with torch.no_grad():
+        for p in trainer.generator.parameters():
+            p.add_(1.0)
+    before = [p.detach().clone() for p in trainer.ema.parameters()]
+    trainer._update_ema(0)  # decay min(0.999, 1/10) = 0.1: the average moves 90 % of the way
+    for pe, pb, p in zip(trainer.ema.parameters(), before, trainer.generator.parameters()):
+        torch.testing.assert_close(pe, pb + 0.9 * (p - pb))
 
 
 class _TinyExtractor(torch.nn.Module):

@@ -240,11 +240,13 @@ def plot_scan(result: dict, out_dir) -> list:
     for c in result["config"]["costs"]:
         v = grid(lambda r, c=c: r["gradient"][c]["var_mean"])
         fig, ax = new_figure()
+        zero = v < 1e-20  # identically zero gradients (symmetry), only rounding left: not drawable on a log axis
         for j, d in enumerate(depths):
-            ax.semilogy(qubits, np.maximum(v[:, j], 1e-300), marker="o", label=f"depth {d}")
+            ax.semilogy(qubits, np.where(zero[:, j], np.nan, v[:, j]), marker="o", label=f"depth {d}")
         ax.set_xlabel("number of qubits")
         ax.set_ylabel(r"Var[$\partial C / \partial \theta$] (mean over weights)")
-        ax.set_title(f"{preset}: gradient variance, {c} cost")
+        note = " (zero-variance points omitted)" if zero.any() else ""
+        ax.set_title(f"{preset}: gradient variance, {c} cost{note}", fontsize=10)
         ax.legend()
         paths.append(save_figure(fig, out_dir, f"ansatz_{preset}_gradvar_{c}.png"))
     for key, label, title in (

@@ -51,6 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="feature space: domain (the run's dataset classifier, default), inception, pixels, or a "
                         "TorchScript file")
     r.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    r.add_argument("--sample-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="option for the model's sampler, repeatable (diffusion: sampler=ddim, steps=20)")
     a = p.add_argument_group("ansatz scan")
     a.add_argument("--preset", choices=["mediqgan", "qdiffusion"], action="append",
                    help="ansatz family (repeatable; default both)")
@@ -94,6 +96,7 @@ def cmd_ansatz(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     from qmedgen.analysis.runs import analyze_run, compare_runs
+    from qmedgen.hardware.commands import _sample_opts
 
     runs = [Path(t) for t in args.targets]
     for r in runs:
@@ -103,7 +106,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     for r in runs:
         out = (args.out / r.name) if (args.out is not None and len(runs) > 1) else args.out
         res = analyze_run(r, out, args.checkpoint, not args.no_checkpoints, args.n_samples, args.extractor,
-                          args.geometry_samples, args.device, args.seed)
+                          args.geometry_samples, args.device, args.seed, _sample_opts(args.sample_opt))
         results.append(res)
         print(f"{r}: feature space {res['feature_space']}")
         for name, s in res["jacobian"].items():

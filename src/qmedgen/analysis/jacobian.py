@@ -6,8 +6,10 @@ Per sample b the Jacobian J_b = d f(z)_b / d z_b is an [m, d] matrix (m = output
   pass; each product serves the whole batch (samples are independent).
 * ``randomized``: the randomised SVD of Halko, Martinsson & Tropp (2011) from Jacobian-vector products only:
   Y = J Omega (k + p jvps with Gaussian Omega), ``power_iters`` rounds of Y <- J J^T Y, Q = qr(Y), then the SVD of
-  B = Q^T J (k + p vjps). Exact (to rounding) when k + p >= d, which is the usual case for latent sizes <= 256; for
-  64x64x3 outputs it never forms the [m, d] matrix per sample, only [m, k + p] sketches.
+  B = Q^T J (k + p vjps). Exact (to rounding) when k + p >= d (then no power iterations are run); it never forms
+  the [m, d] matrix per sample, only [m, k + p] sketches, so it is the choice for large outputs AND large latents,
+  or for the top-k spectrum only. ``auto`` picks ``exact`` whenever the B full Jacobians fit in memory (a
+  64x64x3 generator with a 128-d latent: d = 128 jvps) and ``randomized`` beyond.
   Samples are independent, so one jvp/vjp call with a [B, ...] tangent serves the whole batch.
 
 Randomness inside f (noise injection, dropout) would make repeated products inconsistent; every call of f is made
@@ -114,7 +116,7 @@ def exact_jacobian(f: Callable, z: torch.Tensor, seed: int | None = 0) -> torch.
     fs = _seeded(f, seed)
     b, d = z.shape
     with torch.no_grad():
-        m = fs(z[:1]).numel()
+        m = fs(z).numel() // b  # whole batch: the map may close over per-sample data (labels)
     if d <= m:
         eye = torch.eye(d, dtype=z.dtype, device=z.device)
         cols = _jvps(fs, z, [eye[j].expand(b, d) for j in range(d)])
@@ -173,7 +175,7 @@ def randomized_singular_values(
     ell = min(d, k + oversample)
     omega = torch.randn(ell, b, d, generator=generator, dtype=z.dtype).to(z.device)
     y = torch.stack([c.reshape(b, -1) for c in _jvps(fs, z, list(omega))], dim=-1)  # J Omega: [B, m, ell]
-    for _ in range(power_iters):
+    for _ in range(power_iters if ell < d else 0):  # with ell = d the sketch already spans the whole range
         q = torch.linalg.qr(y).Q
         w = torch.stack(_vjps(fs, z, [q[..., j] for j in range(ell)]), dim=-1)  # J^T Q: [B, d, ell]
         w = torch.linalg.qr(w).Q
@@ -189,24 +191,25 @@ def spectrum(
     z: torch.Tensor,
     method: str = "auto",
     k: int | None = None,
-    exact_max_out: int = 4096,
+    exact_max_elements: int = 50_000_000,
     seed: int | None = 0,
     generator: torch.Generator | None = None,
 ) -> Spectrum:
     """Singular values of the per-sample Jacobians of ``f`` at the latent points ``z [B, d]``.
 
-    ``auto`` uses the exact Jacobian when the output has at most ``exact_max_out`` elements per sample and the
-    randomised method otherwise (which is still exact up to rounding when ``k`` is None: k = d).
+    ``auto`` forms the exact Jacobians (min(m, d) products) when all of them together have at most
+    ``exact_max_elements`` entries (e.g. 8 samples of a 64x64x3 generator with a 128-d latent: 1.3e7), and uses
+    the randomised method otherwise; ``k`` (randomised only) keeps the top-k singular values.
     """
     if method not in METHODS:
         raise ConfigError(f"unknown Jacobian method {method!r}; expected one of {METHODS}")
     if z.dim() != 2:
         raise ConfigError(f"latent points must have shape [B, d], got {tuple(z.shape)}")
     with torch.no_grad():
-        m = _seeded(f, seed)(z[:1]).numel()
+        m = _seeded(f, seed)(z).numel() // z.shape[0]
     d = z.shape[1]
     if method == "auto":
-        method = "exact" if m <= exact_max_out else "randomized"
+        method = "exact" if z.shape[0] * m * d <= exact_max_elements else "randomized"
     if method == "exact":
         jac = exact_jacobian(f, z, seed).detach()
         s = torch.linalg.svdvals(jac.to(torch.float64))

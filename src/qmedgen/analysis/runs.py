@@ -90,7 +90,7 @@ def generator_spectra(gen: torch.nn.Module, labels: torch.Tensor, seed: int = 0,
     out = {}
     for name, f in targets.items():
         with torch.no_grad():
-            if f(z[:1]).numel() == 0:
+            if f(z).numel() == 0:
                 continue
         out[name] = spectrum(f, z, method=method)
     if hasattr(gen, "circuit_inputs") and getattr(gen, "K", 1) > 0:
@@ -123,7 +123,7 @@ def feature_function(spec: str, model) -> tuple[Callable[[torch.Tensor], torch.T
     """A float-image feature map for ``spec``: ``domain`` (the run's dataset classifier), ``inception``, a
     TorchScript path, or ``pixels``. Falls back to pixels (with a warning) when the extractor cannot be loaded."""
     if spec == "pixels":
-        return (lambda x: x.reshape(x.shape[0], -1)), "pixels"
+        return (lambda x: x.reshape(x.shape[0], -1).detach().float().cpu()), "pixels"
     name = f"domain:{model.spec.dataset}" if spec == "domain" else spec
     try:
         from qmedgen.evaluate.extractors import load_extractor
@@ -131,7 +131,7 @@ def feature_function(spec: str, model) -> tuple[Callable[[torch.Tensor], torch.T
         ex = load_extractor(name, size=int(model.spec.size), progress=False)
     except (ImportError, UserError, OSError, RuntimeError) as exc:
         warnings.warn(f"feature extractor {name!r} unavailable ({exc}); using pixel space", stacklevel=2)
-        return (lambda x: x.reshape(x.shape[0], -1)), "pixels"
+        return (lambda x: x.reshape(x.shape[0], -1).detach().float().cpu()), "pixels"
 
     @torch.no_grad()
     def feats(x: torch.Tensor) -> torch.Tensor:
@@ -144,10 +144,15 @@ def feature_function(spec: str, model) -> tuple[Callable[[torch.Tensor], torch.T
 def real_images(model, per_class: int) -> tuple[torch.Tensor, np.ndarray] | None:
     """Up to ``per_class`` training images of each trained class, [-1, 1] floats, or None when unavailable."""
     try:
-        from qmedgen.data import few_shot_subset, load_dataset
+        from qmedgen.data import load_dataset
 
         ds = load_dataset(model.spec.dataset, split="train", size=int(model.spec.size))
-        idx = few_shot_subset(ds.labels, n_per_class=per_class, seed=0, classes=list(model.spec.class_ids))
+        rng = np.random.default_rng(0)
+        labels = np.asarray(ds.labels)
+        if labels.ndim != 1:
+            raise ValueError("multi-label datasets have no single class per image")
+        idx = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
+                                      for c in model.spec.class_ids]))
         x, y = ds.tensors(idx)
         return x, y.numpy()
     except (ImportError, UserError, OSError, ValueError, TypeError) as exc:
@@ -218,7 +223,7 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: 
     model = load(run_dir, checkpoint, device)
     family = getattr(model, "family", "") or type(model).__name__
     result: dict = {"run_dir": str(run_dir), "family": family, "checkpoint": checkpoint}
-    final = _spectra_for(model, n_samples, seed)
+    final = _spectra_for(model, n_samples, seed, sample_opts)
     result["jacobian"] = _summaries(final)
     if final:
         log_spectrum_figure({k: v for k, v in final.items() if not k.startswith("circuit ")} or final,
@@ -233,7 +238,7 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: 
         for path in tqdm(ckpts, desc="checkpoints", leave=False):
             step = int(path.name.split("-")[-1])
             m = load(run_dir, step, device)
-            spectra = _spectra_for(m, n_samples, seed)
+            spectra = _spectra_for(m, n_samples, seed, sample_opts)
             track.append({"step": step, "jacobian": {k: _brief(v) for k, v in spectra.items()}})
         result["checkpoints"] = track
         if track:
@@ -247,12 +252,65 @@ def _brief(sp: Spectrum) -> dict:
     return {k: s[k] for k in ("erank_mean", "numerical_rank_mean", "log10_condition_median", "max_rank")}
 
 
-def _spectra_for(model, n_samples: int, seed: int) -> dict[str, Spectrum]:
+def _spectra_for(model, n_samples: int, seed: int, sample_opts: dict | None = None) -> dict[str, Spectrum]:
     gen = find_generator(model)
     with autograd_circuits(model):
         if gen is not None:
             return generator_spectra(gen, _labels(model, n_samples), seed)
-        return circuit_spectra(model, n_samples, seed)
+        gates = gate_modules(model)
+        if not gates:
+            return circuit_spectra(model, n_samples, seed)
+        pooled = capture_gate_inputs(model, gates, n_samples, seed, sample_opts)
+        out = {}
+        for name, gate in gates:
+            p = pooled[name][:n_samples].float().to(model.device)
+            out[f"gate logits {name}"] = spectrum(lambda x, gate=gate: gate_logits(gate, x), p, method="exact")
+            if hasattr(gate, "circuit"):
+                with torch.no_grad():
+                    angles = gate.proj_in(p).double()
+                layer = gate.circuit
+                w = _weights(layer).double()
+                sp = spectrum(lambda a, layer=layer, w=w: autograd_expval(layer.ansatz, a, w), angles, method="exact")
+                out[f"circuit {name}"] = sp
+        return out
+
+
+def gate_modules(model) -> list[tuple[str, torch.nn.Module]]:
+    """Channel gates of a diffusion U-Net bottleneck (quantum or classical SE), EMA copies preferred."""
+    mods = model.modules() if hasattr(model, "spec") else {"model": model}
+    prefer = [n for n in mods if "ema" in n] or list(mods)
+    return [(f"{n}.{sub}", m) for n in prefer for sub, m in mods[n].named_modules()
+            if hasattr(m, "_gate") and hasattr(m, "proj_in") and hasattr(m, "proj_out")]
+
+
+def gate_logits(gate: torch.nn.Module, pooled: torch.Tensor) -> torch.Tensor:
+    """Pooled bottleneck features [B, C] -> per-channel gate logits [B, C] (before the gate activation)."""
+    if hasattr(gate, "circuit"):
+        return gate.proj_out(gate.circuit(gate.proj_in(pooled)).to(pooled.dtype))
+    return gate.proj_out(torch.nn.functional.silu(gate.proj_in(pooled)))
+
+
+@torch.no_grad()
+def capture_gate_inputs(model, gates, n: int, seed: int, sample_opts: dict | None = None) -> dict[str, torch.Tensor]:
+    """Pooled inputs [N, C] each gate sees while the model generates ``n`` images (all denoising steps)."""
+    seen: dict[str, list[torch.Tensor]] = {name: [] for name, _ in gates}
+    hooks = [gate.register_forward_pre_hook(
+        lambda mod, args, name=name: seen[name].append(args[0].float().mean(dim=(2, 3)).cpu()))
+        for name, gate in gates]
+    try:
+        g = torch.Generator(device=model.device).manual_seed(seed)
+        model.sample(_labels(model, n), generator=g, **(sample_opts or {}))
+    finally:
+        for h in hooks:
+            h.remove()
+    out = {}
+    rng = np.random.default_rng(seed)
+    for name, chunks in seen.items():
+        if not chunks:
+            raise UserError(f"gate {name} was never called while sampling; cannot analyse it")
+        allp = torch.cat(chunks)
+        out[name] = allp[torch.from_numpy(rng.permutation(len(allp)))]  # mixed over denoising steps
+    return out
 
 
 @contextlib.contextmanager
@@ -308,12 +366,13 @@ def compare_runs(results: Sequence[dict], out: str | Path) -> dict:
                          .get("participation_ratio")})
     lines = ["| run | map | erank | num. rank | max rank | log10 cond | PPL | PR (generated) |",
              "|---|---|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        def fmt(v, f="{:.2f}"):
-            return "-" if v is None else f.format(v)
+    def fmt(v, f="{:.2f}", none="-"):
+        return none if v is None else f.format(v)
 
-        lines.append(f"| {r['run']} | {r['map']} | {r['erank']:.2f} | {r['numerical_rank']:.1f} | {r['max_rank']} | "
-                     f"{fmt(r['log10_cond'])} | {fmt(r['ppl'], '{:.3g}')} | {fmt(r['pr_generated'])} |")
+    for r in rows:
+        cells = [r["run"], r["map"], fmt(r["erank"]), fmt(r["numerical_rank"], "{:.1f}"), str(r["max_rank"]),
+                 fmt(r["log10_cond"], none="inf"), fmt(r["ppl"], "{:.3g}"), fmt(r["pr_generated"])]
+        lines.append("| " + " | ".join(cells) + " |")
     out.mkdir(parents=True, exist_ok=True)
     (out / "comparison.md").write_text("\n".join(lines) + "\n")
     runs = list(dict.fromkeys(r["run"] for r in rows))

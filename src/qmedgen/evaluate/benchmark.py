@@ -30,7 +30,7 @@ import numpy as np
 import yaml
 
 from qmedgen.errors import ConfigError
-from qmedgen.evaluate.evaluation import HIGHER_IS_BETTER, EvalConfig
+from qmedgen.evaluate.evaluation import HIGHER_IS_BETTER, IDEAL_ONE, EvalConfig
 from qmedgen.evaluate.report import write_json_atomic, write_text_atomic
 from qmedgen.evaluate.stats import paired_comparison, t_interval
 
@@ -38,6 +38,7 @@ DEFAULT_KEYS = {"data_name": "data.name", "size": "data.size", "n_per_class": "d
                 "subset_seed": "data.subset_seed", "seed": "train.seed"}
 TOP_KEYS = {"name", "description", "data", "size", "split", "seeds", "subset_sizes", "models", "reference", "train",
             "keys", "sample", "evaluate", "utility", "quick"}
+REAL_ROW = "real-vs-real"  # aggregated 'perfect generator' reference row
 MERGE_KEYS = {"train", "keys", "sample", "evaluate", "utility"}
 PLOT_METRICS = ("fid", "kid", "precision", "recall", "coverage", "conditional_accuracy", "msssim_diversity",
                 "copy_fraction")
@@ -220,6 +221,7 @@ def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, p
     if "evaluate" not in stages:
         spec = ev.pop("extractor", "domain")
         conditional = bool(ev.pop("conditional", True))
+        baseline = bool(ev.pop("real_baseline", True))
         train_data = ev.pop("train_data", "auto")
         cfg = _build(EvalConfig, "evaluate", {"progress": progress, "seed": c["seed"], **ev})
         key = spec if spec != "domain" else f"domain:{c['data']}"
@@ -228,8 +230,10 @@ def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, p
 
             extractors[key] = load_extractor(key, device, size=c["overrides"].get("data.size", 28), progress=progress)
         result, json_path, _ = evaluate_samples(samples, c["data"], c["split"], spec, train_data, samples, cfg,
-                                                conditional, device=device, extractor_obj=extractors.get(key))
+                                                conditional, device=device, extractor_obj=extractors.get(key),
+                                                real_baseline=baseline)
         stages["evaluate"] = {"metrics": {k: v["value"] for k, v in result["metrics"].items()},
+                              "real_baseline": (result.get("real_baseline") or {}).get("metrics"),
                               "flags": result["flags"], "file": str(json_path)}
         state.save()
     ut = dict(c["utility"])
@@ -273,6 +277,9 @@ def aggregate(proto: dict, state: dict) -> dict:
     for entry in state["cells"].values():
         if entry.get("done"):
             per_seed.setdefault((entry["model"], entry["n"]), {})[entry["seed"]] = _cell_values(entry)
+            base = entry["stages"].get("evaluate", {}).get("real_baseline")
+            if base:  # real images of another split scored like samples: the 'perfect generator' row
+                per_seed.setdefault((REAL_ROW, entry["n"]), {}).setdefault(entry["seed"], dict(base))
     metric_names: list[str] = []
     for vals in per_seed.values():
         for v in vals.values():
@@ -289,7 +296,7 @@ def aggregate(proto: dict, state: dict) -> dict:
     ref = proto.get("reference")
     if ref is not None:
         for (model, n), by_seed in per_seed.items():
-            if model == ref or (ref, n) not in per_seed:
+            if model in (ref, REAL_ROW) or (ref, n) not in per_seed:
                 continue
             base = per_seed[(ref, n)]
             seeds = sorted(set(by_seed) & set(base))
@@ -301,7 +308,7 @@ def aggregate(proto: dict, state: dict) -> dict:
     order = list(proto["models"])
     sizes = list(proto["subset_sizes"])
     rows.sort(key=lambda r: (sizes.index(r["n"]) if r["n"] in sizes else 0, order.index(r["model"])
-                             if r["model"] in order else 0))
+                             if r["model"] in order else len(order)))
     return {"protocol": proto["name"], "data": proto["data"], "rows": rows, "comparisons": comparisons,
             "metrics": metric_names, "n_cells_done": sum(1 for e in state["cells"].values() if e.get("done"))}
 
@@ -316,17 +323,24 @@ def _fmt(s: dict) -> str:
 
 
 def results_markdown(proto: dict, results: dict) -> str:
-    names = results["metrics"]
+    """Sample-quality and utility tables (mean [95% t-interval] over seeds), then seed-paired differences."""
+    quality = [k for k in results["metrics"] if not k.startswith("utility.")]
+    utility = [k for k in results["metrics"] if k.startswith("utility.")]
     lines = [f"# Benchmark {proto['name']}", "", str(proto.get("description", "")).strip(), "",
              f"Dataset {proto['data']} ({proto['size']} px), reference split {proto['split']}; seeds "
-             f"{proto['seeds']}; mean over seeds [95% t-interval]. ↑/↓: higher/lower is better.", "",
-             "| model | n/class | " + " | ".join(f"{k} {_arrow(k)}" for k in names) + " |",
-             "|---|---" + "|---" * len(names) + "|"]
-    for r in results["rows"]:
-        n = "all" if r["n"] is None else r["n"]
-        lines.append(f"| {r['model']} | {n} | " + " | ".join(_fmt(r["metrics"][k]) for k in names) + " |")
+             f"{proto['seeds']}; mean over seeds [95% t-interval]. ↑/↓: higher/lower is better; ≈1: as real data. "
+             f"Row `{REAL_ROW}`: real images of another split with the samples' class counts, scored the same way."]
+    for title, names in (("Sample quality", quality), ("Downstream utility (test split)", utility)):
+        if not names:
+            continue
+        lines += ["", f"## {title}", "", "| model | n/class | " + " | ".join(f"{k} {_arrow(k)}" for k in names) + " |",
+                  "|---|---" + "|---" * len(names) + "|"]
+        for r in results["rows"]:
+            n = "all" if r["n"] is None else r["n"]
+            lines.append(f"| {r['model']} | {n} | " + " | ".join(_fmt(r["metrics"][k]) for k in names) + " |")
     if results["comparisons"]:
-        lines += ["", "## Paired differences vs the reference (same seeds = same real images)", "",
+        names = quality + utility
+        lines += ["", "## Paired differences vs the reference (same seeds = same real images; paired t-test p)", "",
                   "| model - reference | n/class | " + " | ".join(names) + " |", "|---|---" + "|---" * len(names) + "|"]
         for c in results["comparisons"]:
             cells_ = []
@@ -343,6 +357,8 @@ def results_markdown(proto: dict, results: dict) -> str:
 
 def _arrow(name: str) -> str:
     base = name.split(".")[-1]
+    if base in IDEAL_ONE:
+        return "≈1"
     if base in ("mae", "fid", "kid", "copy_fraction"):
         return "↓"
     return "↑" if HIGHER_IS_BETTER.get(base, True) else "↓"

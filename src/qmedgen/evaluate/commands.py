@@ -29,6 +29,8 @@ def register(subparsers) -> None:
                    help="reweight generated classes to the real class proportions (default) or not")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-conditional", action="store_true", help="skip the domain classifier's conditional accuracy")
+    p.add_argument("--no-real-baseline", action="store_true",
+                   help="skip scoring real images of another split (val, else train) as a 'perfect generator' row")
     p.add_argument("--root", type=Path, help="data root (default $QMEDGEN_DATA or ~/.qmedgen/data)")
     p.add_argument("--device", help="cpu, cuda, cuda:N (default: cuda if available)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -78,7 +80,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                      class_weighting=args.class_weighting, seed=args.seed, progress=not args.quiet)
     _, json_path, md_path = evaluate_samples(args.samples, args.data, args.split, args.extractor, args.train_data,
                                              args.out, cfg, not args.no_conditional, args.root, args.device,
-                                             size=args.size)
+                                             size=args.size, real_baseline=not args.no_real_baseline)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -25,6 +25,8 @@ from qmedgen.evaluate.extractors import Extractor, extract_features, extract_log
 from qmedgen.evaluate.msssim import msssim_settings, pair_msssim, random_pairs
 from qmedgen.evaluate.stats import bootstrap, percentile_ci, stratified_counts
 
+#: Metrics whose ideal value is 1 (as real as real data); more is not better.
+IDEAL_ONE = {"density", "feature_diversity", "msssim_diversity", "nn_distance_ratio"}
 HIGHER_IS_BETTER = {"fid": False, "kid": False, "precision": True, "recall": True, "density": True,
                     "coverage": True, "conditional_accuracy": True, "feature_diversity": True,
                     "msssim_diversity": True, "copy_fraction": False, "nn_distance_ratio": True}

@@ -61,8 +61,9 @@ class Extractor:
         return self
 
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[N, C, H, W]`` on the extractor's device -> the network's input."""
-        return x.to(torch.float32).div_(127.5).sub_(1.0)
+        """uint8 (or 0..255 float) ``[N, C, H, W]`` on the extractor's device -> the network's input (no in-place
+        change of ``x``)."""
+        return x.to(torch.float32) / 127.5 - 1.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Network input -> features ``[N, D]``."""

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from qmedgen.errors import ConfigError, DataError
+from qmedgen.errors import ConfigError, DataError, UserError
 from qmedgen.evaluate.evaluation import EvalConfig, check_compatible, evaluate_images
 from qmedgen.evaluate.extractors import Extractor, load_extractor
+from qmedgen.evaluate.metrics import SmallSampleWarning
 from qmedgen.evaluate.realdata import load_split
 from qmedgen.evaluate.report import metrics_markdown, run_info, write_json_atomic, write_text_atomic
 from qmedgen.evaluate.samples import load_samples
@@ -66,11 +68,14 @@ def training_images(train_data: str, data: str, info: dict | None, size: int, ro
 def evaluate_samples(samples: Path, data: str | None = None, split: str = "test", extractor: str = "domain",
                      train_data: str = "auto", out: Path | None = None, cfg: EvalConfig | None = None,
                      conditional: bool = True, root: Path | None = None, device: str | None = None,
-                     extractor_obj: Extractor | None = None, size: int | None = None) -> tuple[dict, Path, Path]:
+                     extractor_obj: Extractor | None = None, size: int | None = None,
+                     real_baseline: bool = True) -> tuple[dict, Path, Path]:
     """Evaluate a sample folder or run; writes ``metrics_<extractor>.json`` and ``.md``; returns (result, json, md).
 
     The real images are loaded at ``size`` (default: the run's recorded size, else 28), never silently resized
     to whatever the samples happen to be: samples of another size or channel count are an error.
+    ``real_baseline``: also score real images from another split (val, else train), drawn with the samples' class
+    counts, against the same reference: the value a perfect generator would get at this sample size.
     """
     cfg = cfg or EvalConfig()
     t0 = time.perf_counter()
@@ -105,6 +110,9 @@ def evaluate_samples(samples: Path, data: str | None = None, split: str = "test"
                              domain=domain if conditional else None)
     if train_images is None and train_data != "none":
         result["flags"].append(f"memorisation not measured: training images {train_desc}")
+    if real_baseline and real_labels.ndim == 1:
+        result["real_baseline"] = _real_baseline(data, split, size, root, labels, real_images, real_labels, ext,
+                                                 domain if conditional else None, cfg)
     result.update({"samples": str(src), "dataset": data, "real_split": split, "train_data": train_desc,
                    "classes": classes,
                    "run": info.get("run_dir") if info else None, "seconds": round(time.perf_counter() - t0, 1)})
@@ -114,6 +122,35 @@ def evaluate_samples(samples: Path, data: str | None = None, split: str = "test"
     md_path = write_text_atomic(out / f"metrics_{tag}.md",
                                 metrics_markdown(result, title=f"Sample quality: {src.name} vs {data} {split}"))
     return result, json_path, md_path
+
+
+def _real_baseline(data, split, size, root, fake_labels, real_images, real_labels, ext, domain, cfg) -> dict | None:
+    """Metrics of real images (another split, same class counts as the samples) against the reference set."""
+    other = None
+    for cand in ("val", "train"):
+        if cand == split:
+            continue
+        try:
+            other = load_split(data, cand, size=size, root=root)
+            break
+        except UserError:
+            continue
+    if other is None:
+        return None
+    y = _labels_1d(other)
+    rng = np.random.default_rng(cfg.seed + 99)
+    pick = []
+    for c, n in zip(*np.unique(fake_labels, return_counts=True)):
+        pool = np.flatnonzero(y == c)
+        pick.append(rng.choice(pool, size=min(n, len(pool)), replace=False))
+    pick = np.sort(np.concatenate(pick))
+    if len(pick) < 2:
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SmallSampleWarning)
+        res = evaluate_images(real_images, real_labels, other.images[pick], y[pick], ext,
+                              replace(cfg, n_boot=0, progress=False), domain=domain)
+    return {"split": other.info.split, "n": len(pick), "metrics": {k: v["value"] for k, v in res["metrics"].items()}}
 
 
 def utility_for_samples(samples: Path | None, data: str | None = None, n_per_class: int | None = None,

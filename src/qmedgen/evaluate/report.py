@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qmedgen.evaluate.evaluation import HIGHER_IS_BETTER
+from qmedgen.evaluate.evaluation import HIGHER_IS_BETTER, IDEAL_ONE
 
 DESCRIPTIONS = {
     "fid": "Fréchet distance of Gaussian feature fits",
@@ -23,7 +23,7 @@ DESCRIPTIONS = {
     "msssim_diversity": "intra-class (1 - MS-SSIM), generated / real",
     "conditional_accuracy": "domain classifier agrees with the requested class",
     "copy_fraction": "generated images that are near-copies of one training image",
-    "nn_distance_ratio": "median nearest-training distance, generated / held-out real",
+    "nn_distance_ratio": "median nearest-training distance, generated / held-out real (<< 1: copying)",
 }
 
 
@@ -39,9 +39,17 @@ def metrics_markdown(result: dict, title: str = "Sample quality") -> str:
     lines = [f"## {title}", "", f"Generated: {result['n_fake']} images; real reference: {result['n_real']} images "
              f"({result.get('real_split', 'held-out')} split); extractor: `{result['extractor']}` "
              f"({result['feature_dim']}-d).", "",
-             "| metric | value | 95% CI | better | meaning |", "|---|---|---|---|---|"]
+             ]
+    base = (result.get("real_baseline") or {}).get("metrics")
+    if base:
+        rb = result["real_baseline"]
+        lines += [f"'real vs real': {rb['n']} real images of the {rb['split']} split with the samples' class counts, "
+                  "scored the same way (what a perfect generator would get at this sample size).", ""]
+        lines += ["| metric | value | 95% CI | real vs real | better | meaning |", "|---|---|---|---|---|---|"]
+    else:
+        lines += ["| metric | value | 95% CI | better | meaning |", "|---|---|---|---|---|"]
     for name, m in result["metrics"].items():
-        arrow = "↑" if HIGHER_IS_BETTER.get(name, True) else "↓"
+        arrow = "≈1" if name in IDEAL_ONE else "↑" if HIGHER_IS_BETTER.get(name, True) else "↓"
         ci = f"[{_num(m.get('ci_low'))}, {_num(m.get('ci_high'))}]"
         note = DESCRIPTIONS.get(name, "")
         if name == "kid":
@@ -52,7 +60,8 @@ def metrics_markdown(result: dict, title: str = "Sample quality") -> str:
             note += f"; same classifier on real images: {_num(m['real_accuracy'])}"
         if name == "copy_fraction":
             note += f" (held-out real images: {_num(m.get('heldout_copy_fraction'))})"
-        lines.append(f"| {name} | {_num(m['value'])} | {ci} | {arrow} | {note} |")
+        ref = f" {_num(base.get(name))} |" if base else ""
+        lines.append(f"| {name} | {_num(m['value'])} | {ci} |{ref} {arrow} | {note} |")
     per_class = result["metrics"].get("conditional_accuracy", {}).get("per_class")
     if per_class:
         lines += ["", "Conditional accuracy per class: " + ", ".join(f"{k}: {_num(v)}" for k, v in per_class.items())]

@@ -270,8 +270,9 @@ def utility_markdown(result: dict) -> str:
             cells = []
             for k in names:
                 c = comp[k]
-                cells.append(f"{c['diff_mean']:+.4f} [{c['diff_ci_low']:+.4f}, {c['diff_ci_high']:+.4f}] "
-                             f"p={_p(c['t_pvalue'])}/{_p(c['wilcoxon_pvalue'])}")
+                ci = (f" [{c['diff_ci_low']:+.4f}, {c['diff_ci_high']:+.4f}]" if math.isfinite(c["diff_ci_low"])
+                      else " (1 seed: no CI)")
+                cells.append(f"{c['diff_mean']:+.4f}{ci} p={_p(c['t_pvalue'])}/{_p(c['wilcoxon_pvalue'])}")
             lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

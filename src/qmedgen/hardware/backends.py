@@ -107,6 +107,17 @@ def compact_circuit(circuit):
     return out, active
 
 
+_NOISE_DICTS: dict[int, dict] = {}
+
+
+def _noise_dict(noise_model) -> dict:
+    """``noise_model.to_dict()`` (seconds for a whole device), cached per model object."""
+    key = id(noise_model)
+    if key not in _NOISE_DICTS:
+        _NOISE_DICTS[key] = noise_model.to_dict()
+    return _NOISE_DICTS[key]
+
+
 def compact_noise_model(noise_model, physical_qubits: list[int]):
     """The errors of ``noise_model`` that act only on ``physical_qubits``, relabelled to 0..k-1."""
     require("qiskit_aer", "noisy Aer simulation")
@@ -114,7 +125,7 @@ def compact_noise_model(noise_model, physical_qubits: list[int]):
 
     index = {p: i for i, p in enumerate(physical_qubits)}
     errors = []
-    for err in noise_model.to_dict()["errors"]:
+    for err in _noise_dict(noise_model)["errors"]:
         kept = [tuple(index[q] for q in qs) for qs in err.get("gate_qubits", []) if all(q in index for q in qs)]
         if kept:
             errors.append({**err, "gate_qubits": kept})

@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         q.add_argument("--device", default="cpu", help="torch device for the classical parts (default cpu)")
         q.add_argument("--out", type=Path, default=None, help="output directory (default RUN_DIR/hardware/...)")
         q.add_argument("--seed", type=int, default=0, help="seed of latents, shots and transpiler (default 0)")
+        q.add_argument("--sample-opt", action="append", default=[], metavar="KEY=VALUE",
+                       help="option for the model's sampler, repeatable (diffusion: sampler=ddim, steps=50)")
 
     e = hw.add_parser("export", help="QASM3 of every trained circuit, transpiled for a device, with gate stats")
     common(e)
@@ -43,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--optimization-level", type=int, default=3, choices=[0, 1, 2, 3])
     e.set_defaults(func=cmd_export)
 
-    i = hw.add_parser("infer", help="generate images with the circuits run exactly, with shots, under Aer noise, or on IBM")
+    i = hw.add_parser("infer", help="generate images with circuits run exactly, with shots, under Aer noise, on IBM")
     common(i)
     i.add_argument("--mode", choices=["exact", "shots", "aer", "ibm"], default="aer")
     i.add_argument("--backend", default=None, help="fake_<device> for aer, ibm_<device> for ibm")
@@ -54,6 +56,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     i.add_argument("--primitive", choices=["sampler", "estimator"], default="sampler", help="ibm mode primitive")
     i.add_argument("--execution", choices=["batch", "session", "job"], default="batch", help="ibm execution mode")
     i.add_argument("--resilience-level", type=int, default=None, choices=[0, 1, 2], help="estimator resilience")
+    i.add_argument("--trajectories", default="auto",
+                   help="aer mode: noise trajectories per circuit (auto, an integer, or 'shots' = one per shot)")
     i.add_argument("--twirling", action="store_true", help="Pauli twirling of gates and measurements (ibm mode)")
     i.add_argument("--dd", action="store_true", help="dynamical decoupling (ibm mode)")
     i.set_defaults(func=cmd_infer)
@@ -65,6 +69,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     r.add_argument("--n-per-class", type=int, default=10)
     r.add_argument("--batch-size", type=int, default=500)
     r.add_argument("--method", default="automatic", help="Aer simulation method (default automatic)")
+    r.add_argument("--trajectories", default="auto",
+                   help="noise trajectories per circuit (auto, an integer, or 'shots' = one per shot)")
     r.add_argument("--no-shot-rows", action="store_true", help="skip the noiseless N-shot rows on our simulator")
     r.add_argument("--kid-extractor", default=None, help="also KID vs exact images in this feature space, "
                    "e.g. domain:retinamnist or inception")
@@ -72,6 +78,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     b = hw.add_parser("backends", help="list the offline device models")
     b.set_defaults(func=cmd_backends)
+
+
+def _trajectories(text: str):
+    if text == "auto":
+        return "auto"
+    if text == "shots":
+        return None
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise ConfigError(f"--trajectories must be auto, shots or an integer, got {text!r}") from exc
+
+
+def _sample_opts(items: list[str]) -> dict:
+    """``KEY=VALUE`` strings -> dict, values parsed as YAML scalars (50 -> int, none -> None, ddim -> str)."""
+    import yaml
+
+    opts = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--sample-opt expects KEY=VALUE, got {item!r}")
+        opts[key.strip()] = yaml.safe_load(value)
+    return opts
 
 
 def _load(args):
@@ -103,7 +133,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 
     options: dict = {}
     if args.mode == "aer":
-        options["method"] = args.method
+        options.update(method=args.method, trajectories=_trajectories(args.trajectories))
     elif args.mode == "ibm":
         options.update(primitive=args.primitive, execution=args.execution, resilience_level=args.resilience_level,
                        twirling=args.twirling, dynamical_decoupling=args.dd)
@@ -111,7 +141,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
     out = _out(args, f"infer-{name}")
     model = _load(args)
     info = infer(model, args.mode, out, args.backend, args.shots, args.n_per_class, args.seed, args.batch_size,
-                 **options)
+                 sample_opts=_sample_opts(args.sample_opt), **options)
     err = info.get("expval_errors")
     extra = f", <O> RMSE vs exact {err['expval_rmse']:.4f}" if err else ""
     print(f"{info['n_images']} images in {info['seconds']:.1f} s{extra} -> {out}")
@@ -126,7 +156,9 @@ def cmd_robustness(args: argparse.Namespace) -> int:
     out = _out(args, "robustness")
     model = _load(args)
     result = robustness(model, out, args.backends, args.shots, args.n_per_class, args.seed, args.batch_size,
-                        include_shots=not args.no_shot_rows, kid_extractor=args.kid_extractor, method=args.method)
+                        include_shots=not args.no_shot_rows, kid_extractor=args.kid_extractor,
+                        sample_opts=_sample_opts(args.sample_opt), method=args.method,
+                        trajectories=_trajectories(args.trajectories))
     print(robustness_table(result["rows"]))
     print(f"wrote robustness.json, robustness.md and figures to {out}")
     return 0

@@ -20,7 +20,6 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from qmedgen.analysis.plotting import new_figure, save_figure, write_json
 from qmedgen.errors import ConfigError
 from qmedgen.hardware.backends import circuit_stats, get_backend, is_fake, is_ibm, transpile_for
 from qmedgen.hardware.circuits import build_circuit
@@ -82,6 +81,7 @@ def _module_names(model) -> list[tuple[str, torch.nn.Module]]:
 def export_circuits(model, backend: str, out: str | Path, optimization_level: int = 3, seed: int = 0) -> dict:
     """Every trained circuit of ``model`` (one per sub-generator / layer, weights bound, inputs free) as QASM3,
     logical and transpiled for ``backend``, plus depth and two-qubit-gate statistics in ``export.json``."""
+    from qmedgen.analysis.plotting import write_json
     from qmedgen.hardware._qiskit import require
 
     qasm3 = require("qiskit.qasm3", "OpenQASM 3 export")
@@ -121,8 +121,12 @@ def export_circuits(model, backend: str, out: str | Path, optimization_level: in
 
 
 def generate(model, labels: torch.Tensor, executor=None, seed: int = 0, batch_size: int = 500,
-             progress: bool = False) -> np.ndarray:
-    """uint8 ``[N, H, W, C]`` images for ``labels`` with every circuit run by ``executor`` (None: as trained)."""
+             progress: bool = False, sample_opts: dict | None = None) -> np.ndarray:
+    """uint8 ``[N, H, W, C]`` images for ``labels`` with every circuit run by ``executor`` (None: as trained).
+
+    ``sample_opts`` go to ``model.sample`` (e.g. ``{"sampler": "ddim", "steps": 50}`` for a diffusion model, whose
+    bottleneck circuits then run once per denoising step).
+    """
     from qmedgen.images import to_uint8
 
     g = torch.Generator(device=model.device).manual_seed(seed)
@@ -133,7 +137,7 @@ def generate(model, labels: torch.Tensor, executor=None, seed: int = 0, batch_si
         torch.manual_seed(seed)
         for start in tqdm(range(0, len(labels), batch_size), desc="inference", disable=not progress, leave=False):
             lab = labels[start : start + batch_size].to(model.device)
-            chunks.append(to_uint8(model.sample(lab, generator=g)))
+            chunks.append(to_uint8(model.sample(lab, generator=g, **(sample_opts or {}))))
     return np.concatenate(chunks) if chunks else np.zeros((0, 1, 1, 1), dtype=np.uint8)
 
 
@@ -180,16 +184,18 @@ def image_deltas(exact: np.ndarray, other: np.ndarray) -> dict:
 
 
 def infer(model, mode: str, out: str | Path, backend: str | None = None, shots: int = 1024, n_per_class: int = 10,
-          seed: int = 0, batch_size: int = 500, record: bool = True, progress: bool = True, **options) -> dict:
+          seed: int = 0, batch_size: int = 500, record: bool = True, progress: bool = True,
+          sample_opts: dict | None = None, **options) -> dict:
     """Generate ``n_per_class`` images per class in one mode; writes samples (class folders + samples.npz) and
     ``inference.json`` (timing, jobs, circuit stats, expectation-value errors vs exact)."""
+    from qmedgen.analysis.plotting import write_json
     from qmedgen.images import write_samples
 
     executor = make_executor(mode, backend, shots, seed, **options)
     ex = RecordingExecutor(executor) if record and mode != "exact" else executor
     labels = class_labels(model, n_per_class)
     t0 = time.perf_counter()
-    images = generate(model, labels, ex, seed, batch_size, progress)
+    images = generate(model, labels, ex, seed, batch_size, progress, sample_opts)
     seconds = time.perf_counter() - t0
     out = Path(out)
     write_samples(images, labels.numpy(), out)
@@ -217,7 +223,8 @@ def _executor_info(executor, model) -> dict:
 
 def robustness(model, out: str | Path, backends: Sequence[str] = ("fake_marrakesh",), shots: Iterable[int] = (1024,),
                n_per_class: int = 10, seed: int = 0, batch_size: int = 500, include_shots: bool = True,
-               kid_extractor: str | None = None, progress: bool = True, **aer_options) -> dict:
+               kid_extractor: str | None = None, progress: bool = True, sample_opts: dict | None = None,
+               **aer_options) -> dict:
     """The robustness table: every (device model x shot count) against exact inference on the same latents.
 
     Rows: ``shots`` on our simulator (shot noise only, device "ideal") and ``aer`` per fake backend (shot + device
@@ -225,11 +232,13 @@ def robustness(model, out: str | Path, backends: Sequence[str] = ("fake_marrakes
     exact values of the same circuit inputs, wall time, and KID(mode images, exact images) when ``kid_extractor``
     (e.g. ``domain:retinamnist``) is given and the evaluation module is available.
     """
+    from qmedgen.analysis.plotting import write_json
+
     out = Path(out)
     shots = [int(s) for s in shots]
     labels = class_labels(model, n_per_class)
     t0 = time.perf_counter()
-    exact = generate(model, labels, ExactExecutor(), seed, batch_size)
+    exact = generate(model, labels, ExactExecutor(), seed, batch_size, sample_opts=sample_opts)
     exact_seconds = time.perf_counter() - t0
     kid_fn = _kid_function(kid_extractor, exact, model) if kid_extractor else None
     configs = [("ideal", "shots", s) for s in shots] if include_shots else []
@@ -240,7 +249,7 @@ def robustness(model, out: str | Path, backends: Sequence[str] = ("fake_marrakes
         executor = make_executor(mode, None if device == "ideal" else device, s, seed, **opts)
         rec = RecordingExecutor(executor)
         t0 = time.perf_counter()
-        images = generate(model, labels, rec, seed, batch_size)
+        images = generate(model, labels, rec, seed, batch_size, sample_opts=sample_opts)
         row = {"device": device, "mode": mode, "shots": s, "seconds": time.perf_counter() - t0}
         row.update(image_deltas(exact, images))
         row.update(rec.summary())
@@ -267,7 +276,7 @@ def _kid_function(spec: str, exact: np.ndarray, model):
     ref = extract_features(extractor, exact, progress=False)
 
     def fn(images: np.ndarray) -> float:
-        return float(kid(ref, extract_features(extractor, images, progress=False)).mean)
+        return float(kid(ref, extract_features(extractor, images, progress=False)).value)
 
     return fn
 
@@ -302,12 +311,15 @@ def robustness_table(rows: list[dict]) -> str:
 
 def plot_robustness(rows: list[dict], out: Path) -> Path:
     """Expectation-value RMSE and image SSIM vs shots, one line per device."""
+    from qmedgen.analysis.plotting import new_figure, save_figure
+
     fig, (ax1, ax2) = new_figure(ncols=2)
     for device in dict.fromkeys(r["device"] for r in rows):
         sub = sorted((r for r in rows if r["device"] == device), key=lambda r: r["shots"])
         s = [r["shots"] for r in sub]
-        ax1.plot(s, [r["expval_rmse"] for r in sub], marker="o", label=device)
-        ax2.plot(s, [r["ssim_mean"] for r in sub], marker="o", label=device)
+        label = "shot noise only (no device noise)" if device == "ideal" else f"{device} (Aer noise model)"
+        ax1.plot(s, [r["expval_rmse"] for r in sub], marker="o", label=label)
+        ax2.plot(s, [r["ssim_mean"] for r in sub], marker="o", label=label)
     for ax, ylabel, title in (
         (ax1, "RMSE of <O> vs exact", "circuit outputs"),
         (ax2, "SSIM vs exact images", "generated images"),

@@ -17,7 +17,10 @@ its parameter count is the nearest possible to the quantum gate's (:func:`matche
 The gate activation ``"tanh"`` computes ``h * (1 + tanh(z))``: the identity at z = 0 with range (0, 2), so an
 untrained gate does not halve the bottleneck; ``"sigmoid"`` is the classic SE form ``h * sigmoid(z)``. With
 ``residual=True`` the output is ``h + h * g(z)`` (the gate only adds a modulation on top of an identity path).
-Both trained in our checks; ``"tanh"`` is the default because it starts at the identity.
+All variants train. Check (300 steps, batch 64, 50 MNIST images of one digit, 8 qubits, 3 layers, seed 0; mean
+epsilon-MSE of the last 50 steps, mean |grad| of the circuit weights at step 300): tanh 0.188 / 5.8e-4, sigmoid
+0.196 / 1.4e-4, residual sigmoid 0.185 / 7.9e-5, no gate 0.181. ``"tanh"`` is the default: it starts at the
+identity and passes the circuit the largest gradients.
 """
 
 from __future__ import annotations

@@ -89,9 +89,11 @@ class PrototypeConfig:
         choices=("extractor", "file", "random"),
         help="warm start: class-mean features of `extractor`, a saved prototype `file`, or random (explicit only)",
     )
-    extractor: str = option("inception", help="'inception' (metrics stack, 2048-d) or a TorchScript file")
+    extractor: str = option(
+        "inception", help="'inception' (metrics stack, 2048-d), 'domain:<dataset>' (256-d) or a TorchScript file"
+    )
     file: str | None = option(None, help="prototype file (.safetensors) from `qmedgen prototypes`")
-    dim: int = option(2048, min=1, help="prototype dimension for init=random (else taken from the features)")
+    dim: int = option(2048, min=1, help="prototype dimension; must equal the extractor's / file's (inception: 2048)")
     hidden: int = option(512, min=1, help="hidden width of the prototype -> latent-mean MLP")
     sigma_min: float = option(0.2, min=1e-4, help="lower clamp of the per-class latent sigma")
     sigma_max: float = option(0.8, min=1e-4, help="upper clamp of the per-class latent sigma")

@@ -25,6 +25,16 @@ incoming gradient) and walks the circuit backwards, un-applying each block (M^da
 gradient of a block matrix is 2 lambda_after psi_before^dagger (a small [16, 16] matmul). Peak memory is about five
 copies of the batch state (see :mod:`qmedgen.quantum.memory`), independent of depth. The block-matrix gradients
 flow to the angles by ordinary autograd through the tiny matrix construction.
+
+Higher-order: a second backward through the same graph recomputes the final state (the first one recycles it);
+``create_graph=True`` (double backward, e.g. Jacobian-vector products as derivatives of vjps) recomputes the
+forward with plain autograd ops and differentiates that, so it costs memory proportional to depth.
+
+torch.func transforms (vmap, jacrev, functional grad) are not supported by the custom Function; use torch.autograd
+(``grad``, ``autograd.functional.jacobian``), which the adjoint backward serves.
+
+Not used: torch.compile. The time goes into BLAS GEMMs and memory-bound passes that a compiler cannot fuse across
+the matmuls; compilation would add seconds of warm-up per shape and a fragile dependency for no measured gain.
 """
 
 from __future__ import annotations
@@ -33,8 +43,6 @@ import functools
 from dataclasses import dataclass
 
 import torch
-
-from qmedgen.quantum.gates import complex_dtype
 
 BLOCK_QUBITS = 4  # ~16x16 blocks: fastest measured for real and complex GEMMs on CPU (see benchmarks/RESULTS.md)
 
@@ -71,11 +79,17 @@ def _bits(n: int, device: torch.device) -> torch.Tensor:
     return (idx.unsqueeze(-1) >> shifts) & 1
 
 
+def _bit(idx: torch.Tensor, wire: int, n: int) -> torch.Tensor:
+    return (idx >> (n - 1 - wire)) & 1
+
+
 @functools.lru_cache(maxsize=32)
 def cz_signs(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-    """The CZ chain as a diagonal: ``[2**n]`` of (-1)^(sum_i b_i b_{i+1})."""
-    b = _bits(n, device)
-    parity = (b[:, :-1] & b[:, 1:]).sum(-1) & 1
+    """The CZ chain as a diagonal: ``[2**n]`` of (-1)^(sum_i b_i b_{i+1}) (built in O(2**n) memory)."""
+    idx = torch.arange(2**n, device=device)
+    parity = torch.zeros_like(idx)
+    for i in range(n - 1):
+        parity ^= _bit(idx, i, n) & _bit(idx, i + 1, n)
     return (1 - 2 * parity).to(dtype)
 
 
@@ -86,11 +100,10 @@ def cnot_permutation(n: int, ring: bool, device: torch.device) -> tuple[torch.Te
     pairs = [(i, i + 1) for i in range(n - 1)] + ([(n - 1, 0)] if ring and n > 1 else [])
 
     def image(order):
-        b = _bits(n, device).clone()
+        j = torch.arange(2**n, device=device)
         for c, t in order:
-            b[:, t] ^= b[:, c]
-        weights = 2 ** torch.arange(n - 1, -1, -1, device=device)
-        return (b * weights).sum(-1)
+            j ^= _bit(j, c, n) << (n - 1 - t)
+        return j
 
     f = image(pairs)  # basis state j goes to f[j]
     # new[f[j]] = old[j]  =>  new = old[f^-1];  old = new[f]
@@ -149,11 +162,14 @@ def apply_blocks(x: torch.Tensor, mats: list[torch.Tensor], buf: torch.Tensor | 
     return x, buf
 
 
-def unapply_block(x: torch.Tensor, m: torch.Tensor, buf: torch.Tensor) -> torch.Tensor:
-    """Inverse of one block of :func:`apply_blocks` (M^dagger, wires rotated back) written into ``buf``."""
+def unapply_block(x: torch.Tensor, m: torch.Tensor, buf: torch.Tensor, conjugate: bool = False) -> torch.Tensor:
+    """Inverse of one block of :func:`apply_blocks` (M^dagger, wires rotated back) written into ``buf``.
+
+    ``conjugate``: ``x`` holds conj(state), which evolves under conj(M^dagger) = M^T.
+    """
     bt, size = x.shape
     d = m.shape[-1]
-    torch.matmul(m.mH, x.view(bt, size // d, d).mT, out=buf.view(bt, d, size // d))
+    torch.matmul(m.mT if conjugate else m.mH, x.view(bt, size // d, d).mT, out=buf.view(bt, d, size // d))
     return buf
 
 
@@ -176,12 +192,11 @@ def apply_entangler(x: torch.Tensor, plan: Plan, buf: torch.Tensor | None = None
 def probabilities_from_state(x: torch.Tensor, plan: Plan) -> torch.Tensor:
     """``[B, 2**n]`` outcome probabilities of the final (measurement-basis) state."""
     if plan.mode == "complex":
-        return torch.view_as_real(x).square().sum(-1)
-    p = x.square()
+        return x.abs().square() if torch.is_grad_enabled() else x.abs().square_()
     if plan.mode == "stacked":
         b = plan.batch
-        p = p[:b] + p[b:]
-    return p
+        return x[:b].square().addcmul_(x[b:], x[b:])  # no full-size temporary
+    return x.square()
 
 
 def expectations(p: torch.Tensor, n: int) -> torch.Tensor:
@@ -212,39 +227,40 @@ def adjoint_seed(x: torch.Tensor, g: torch.Tensor, plan: Plan, out: torch.Tensor
     if a:
         dtop = g2[:, :a] @ z_signs(a, real, g.device).T  # [Bt, 2**a]
         ov.addcmul_(xv, dtop.unsqueeze(-1).to(x.dtype))
+    if plan.mode == "complex":
+        out.conj_physical_()  # the backward tracks conj(lambda): see AdjointExpval.backward
     return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _prepare(plan: Plan, vecs, mats):
-    """Initial product state and the per-block matrices broadcast to the simulated batch."""
-    b = plan.batch
-    psi = kron_vectors([v.expand(b, v.shape[-1]) for v in vecs])
+def _initial_state(plan: Plan, vecs) -> torch.Tensor:
+    """The product state after the first segment, as a fresh ``[Bt, 2**n]`` buffer (stacked re/im if needed)."""
+    psi = kron_vectors([v.expand(plan.batch, v.shape[-1]) for v in vecs])
     if plan.mode == "stacked":
-        x = torch.cat([psi.real, psi.imag])
-        reps = 2
-    else:
-        # a fresh buffer: the kernels work in place, and a single block's vector IS the caller's tensor
-        x = psi.clone(memory_format=torch.contiguous_format) if len(vecs) == 1 else psi.contiguous()
-        reps = 1
-    del psi
+        return torch.cat([psi.real, psi.imag])
+    # a fresh buffer: the kernels work in place, and a single block's vector IS the caller's tensor
+    return psi.clone(memory_format=torch.contiguous_format) if len(vecs) == 1 else psi.contiguous()
+
+
+def _block_matrices(plan: Plan, mats) -> list[list[torch.Tensor]]:
+    """Per-block matrices broadcast to the simulated batch (duplicated for the re/im halves when stacked)."""
     layers = []
     for layer in mats:
         blocks = []
         for m in layer:
-            m = m.expand(b, *m.shape[-2:])
-            if reps == 2:
+            m = m.expand(plan.batch, *m.shape[-2:])
+            if plan.mode == "stacked":
                 m = torch.cat([m, m])
             blocks.append(m.contiguous())
         layers.append(blocks)
-    return x, layers
+    return layers
 
 
 def forward_state(plan: Plan, vecs, mats, buffered: bool) -> torch.Tensor:
     """The final state ``[Bt, 2**n]``; ``buffered`` uses two ping-pong buffers (inside the adjoint Function)."""
-    x, layers = _prepare(plan, vecs, mats)
+    x, layers = _initial_state(plan, vecs), _block_matrices(plan, mats)
     buf = torch.empty_like(x) if buffered and (layers or plan.entangler.startswith("cnot")) else None
     for blocks in layers:
         x, buf = apply_entangler(x, plan, buf)
@@ -282,16 +298,25 @@ class AdjointExpval(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, g, *unused):
+        if torch.is_autocast_enabled(g.device.type):  # backward called inside an autocast region: stay exact
+            with torch.autocast(device_type=g.device.type, enabled=False):
+                return AdjointExpval._backward(ctx, g)
+        return AdjointExpval._backward(ctx, g)
+
+    @staticmethod
+    def _backward(ctx, g):
         plan: Plan = ctx.plan
         m = len(plan.blocks)
         saved = ctx.saved_tensors
         vecs, flat = list(saved[:m]), saved[m:]
         mats_in = [list(flat[j * m : (j + 1) * m]) for j in range(plan.n_layers)]
         need = ctx.needs_input_grad[1:]
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable backward, see _differentiable_vjp
+            return (None, *_differentiable_vjp(plan, vecs, mats_in, g, need))
         need_vec = any(need[:m])
         need_mat = [any(need[m + j * m : m + (j + 1) * m]) for j in range(plan.n_layers)]
         grads_mats: list[list[torch.Tensor | None]] = [[None] * m for _ in range(plan.n_layers)]
-        _, layers = _prepare(plan, vecs, mats_in)
+        layers = _block_matrices(plan, mats_in)
         phi = ctx.state
         ctx.state = None
         if phi is None:  # a second backward through the same graph (retain_graph, Jacobians): recompute
@@ -303,6 +328,9 @@ class AdjointExpval(torch.autograd.Function):
         if plan.trailing:
             phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
             lam, spare_lam = apply_entangler(lam, plan, spare_lam, inverse=True)
+        # Complex mode tracks mu = conj(lambda): then the block gradient conj(mu^T psi^T) and the product-state
+        # gradient need no conjugated copy of a state-sized tensor (torch would materialise one for a conj view).
+        conj = plan.mode == "complex"
         for j in range(plan.n_layers, 0, -1):
             mat_earlier = any(need_mat[: j - 1])
             if not (need_mat[j - 1] or mat_earlier or need_vec):
@@ -315,7 +343,7 @@ class AdjointExpval(torch.autograd.Function):
                 if need_mat[j - 1]:
                     grads_mats[j - 1][i] = _block_grad(lam, phi, mat.shape[-1], plan)
                 if (need_mat[j - 1] and i > 0) or mat_earlier or need_vec:
-                    lam, spare_lam = unapply_block(lam, mat, spare_lam), lam
+                    lam, spare_lam = unapply_block(lam, mat, spare_lam, conjugate=conj), lam
             if mat_earlier:
                 phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
             if mat_earlier or need_vec:
@@ -329,7 +357,7 @@ class AdjointExpval(torch.autograd.Function):
             else:
                 lam0 = lam
             del lam, spare_lam
-            grads_vecs = _product_state_grads(lam0, vecs, plan.batch)
+            grads_vecs = _product_state_grads(lam0, vecs, plan.batch, conjugated=conj)
         out = []
         for v, gv in zip(vecs, grads_vecs):
             out.append(_reduce(gv, v))
@@ -339,12 +367,30 @@ class AdjointExpval(torch.autograd.Function):
         return (None, *out)
 
 
+def _differentiable_vjp(plan: Plan, vecs, mats, g: torch.Tensor, need) -> list[torch.Tensor | None]:
+    """The vector-Jacobian product as a differentiable graph (double backward, e.g. Jacobian-vector products
+    computed as the derivative of a vjp): recompute the forward with plain autograd ops and differentiate it.
+    Memory then grows with depth like any autograd simulator; only requests with ``create_graph=True`` pay it."""
+    inputs = [*vecs, *[mm for layer in mats for mm in layer]]
+    wanted = [t for t, f in zip(inputs, need) if f]
+    x = forward_state(plan, vecs, mats, buffered=False)
+    e = expectations(probabilities_from_state(x, plan), plan.n)
+    grads = iter(torch.autograd.grad(e, wanted, g, create_graph=True, allow_unused=True))
+    out = []
+    for t, f in zip(inputs, need):
+        gt = next(grads) if f else None
+        out.append(torch.zeros_like(t) if f and gt is None else gt)
+    return out
+
+
 def _block_grad(lam: torch.Tensor, phi: torch.Tensor, d: int, plan: Plan) -> torch.Tensor:
     """dL/dM = 2 lambda_after psi_before^dagger, summed over the rest of the wires (and re/im when stacked)."""
     bt, size = phi.shape
     lam_after = lam.view(bt, size // d, d)
     phi_before = phi.view(bt, d, size // d)
-    gm = torch.matmul(lam_after.mT, phi_before.mH if phi.is_complex() else phi_before.mT)
+    gm = torch.matmul(lam_after.mT, phi_before.mT)
+    if plan.mode == "complex":  # lam holds conj(lambda): G = conj(mu^T psi^T)
+        gm = gm.conj()
     if plan.mode == "stacked":
         gm = gm[: plan.batch] + gm[plan.batch :]
     return 2 * gm
@@ -361,14 +407,17 @@ def _reduce(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | Non
     return grad.to(like.dtype)
 
 
-def _product_state_grads(lam: torch.Tensor, vecs: list[torch.Tensor], batch: int) -> list[torch.Tensor]:
+def _product_state_grads(
+    lam: torch.Tensor, vecs: list[torch.Tensor], batch: int, conjugated: bool = False
+) -> list[torch.Tensor]:
     """Gradients of psi = v_0 (x) ... (x) v_{m-1} given lambda (dL = 2 Re <lambda|d psi>).
 
     grad v_b = 2 sum over the other blocks' indices of lambda * conj(prod_{c != b} v_c), computed with a running
-    left contraction so that lambda is read only about twice.
+    left contraction so that lambda is read only about twice. ``conjugated``: ``lam`` holds conj(lambda), so the
+    sums are taken with the unconjugated vectors and the (small) results conjugated.
     """
     vs = [v.expand(batch, v.shape[-1]).to(lam.dtype) for v in vecs]
-    if lam.is_complex():
+    if lam.is_complex() and not conjugated:
         vs = [v.conj() for v in vs]
     m = len(vs)
     suffix: list[torch.Tensor] = [None] * m  # type: ignore[list-item]
@@ -379,12 +428,10 @@ def _product_state_grads(lam: torch.Tensor, vecs: list[torch.Tensor], batch: int
     left = lam
     for b in range(m):
         d = vs[b].shape[-1]
-        lv = left.reshape(batch, d, -1)
-        grads.append(2 * (lv @ suffix[b].unsqueeze(-1)).squeeze(-1))
+        lv = left.reshape(batch, d, left.shape[-1] // d)
+        c = (lv @ suffix[b].unsqueeze(-1)).squeeze(-1)
+        grads.append(2 * (c.conj() if conjugated else c))
         if b < m - 1:
             left = (vs[b].unsqueeze(1) @ lv).squeeze(1)
     return grads
 
-
-def complex_if(t: torch.Tensor, flag: bool) -> torch.Tensor:
-    return t.to(complex_dtype(t.dtype)) if flag and not t.is_complex() else t

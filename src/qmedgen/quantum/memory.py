@@ -8,6 +8,18 @@ Copies of the batch state held at the peak (one copy = ``batch * 2**n`` amplitud
 forward only 3 (product state, two ping-pong buffers), forward + adjoint backward 5 (saved final state, one spare
 for psi, two for lambda, plus the complex lambda at the end). Everything else (block matrices, sign vectors, the
 CNOT permutation) is counted as a small constant.
+
+Guidance (float32 parameters, complex state, training = forward + backward; float64 doubles everything):
+
+=========  ====================  ===================================================
+n qubits   bytes per circuit     circuits per batch that fit in 24 GiB / 80 GiB
+=========  ====================  ===================================================
+16         2.6 MB                ~9,000 / ~30,000
+20         42 MB                 ~600 / ~2,000
+24         671 MB                ~35 / ~120
+=========  ====================  ===================================================
+
+Forward-only (inference, ``torch.no_grad``) needs 3/5 of that.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ Two methods, same channel:
   per-trajectory gradients. The errors after the last layer act right before the measurement, where a depolarising
   channel scales every <P_i> by exactly (1 - 4p/3), so that location is applied exactly, not sampled.
 
-``"auto"`` uses the density matrix up to 8 qubits and trajectories above.
+``"auto"`` uses the density matrix up to 8 qubits and trajectories above. Readout errors alone (no depolarising)
+need neither: they are applied to one noiseless state-vector run.
 """
 
 from __future__ import annotations
@@ -61,9 +62,12 @@ class NoiseModel:
         return self.depolarizing == 0.0 and self.readout == (0.0, 0.0)
 
     def resolve_method(self, n_qubits: int) -> str:
+        """"statevector" when there is no depolarising (readout errors only), else the chosen/auto method."""
+        if self.depolarizing == 0.0:
+            return "statevector"
         if self.method != "auto":
             return self.method
-        return "density" if n_qubits <= AUTO_DENSITY_QUBITS or self.depolarizing == 0.0 else "trajectories"
+        return "density" if n_qubits <= AUTO_DENSITY_QUBITS else "trajectories"
 
     def apply_readout(self, e: torch.Tensor) -> torch.Tensor:
         p01, p10 = self.readout
@@ -147,7 +151,7 @@ def _flat(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor):
     return batch, x, w
 
 
-def _density_check(ansatz: Ansatz, nb: int, dtype: torch.dtype) -> None:
+def _density_check(ansatz: Ansatz, nb: int, dtype: torch.dtype, device: torch.device) -> None:
     n = ansatz.n_qubits
     if n > DENSITY_MAX_QUBITS:
         raise ConfigError(
@@ -157,7 +161,7 @@ def _density_check(ansatz: Ansatz, nb: int, dtype: torch.dtype) -> None:
     need = nb * 4**n * (16 if dtype == torch.float64 else 8) * 8
     from qmedgen.quantum.memory import available_bytes
 
-    avail = available_bytes("cpu")
+    avail = available_bytes(device)
     if avail is not None and need > avail:
         raise ResourceError(
             f"density-matrix noise simulation of {nb} circuits of {n} qubits needs about {need / 2**30:.2f} GiB, "
@@ -181,7 +185,7 @@ def _pauli_errors(ansatz: Ansatz, batch, p: float, t: int, dtype, device, genera
     errors: list[torch.Tensor | None] = [None] * (depth + 1)
     slots = ([0] if ansatz.encoding != "none" else []) + list(range(1, depth + 1))
     slots = slots[:-1]  # the last location acts right before the measurement: applied exactly, not sampled
-    if not slots or p == 0.0:
+    if not slots or p == 0.0 or math.prod(batch) == 0:
         return errors
     gen_device = generator.device if generator is not None else torch.device(device)
     probs = torch.tensor([1.0 - p, p / 3, p / 3, p / 3], dtype=torch.float64, device=gen_device)
@@ -194,18 +198,16 @@ def _pauli_errors(ansatz: Ansatz, batch, p: float, t: int, dtype, device, genera
 
 
 def _trajectory_run(ansatz, inputs, weights, noise: NoiseModel, generator, return_probs: bool):
-    from qmedgen.quantum.simulator import _Prepared, _validate
+    from qmedgen.quantum.simulator import _exact, _Prepared, _validate
 
     p, t = float(noise.depolarizing), noise.trajectories
+    if p == 0.0:  # readout errors only: one noiseless run (t = 1)
+        prep = _Prepared(ansatz, inputs, weights, extra_batch=(1,))
+        return prep.batch_shape[:-1], _exact(prep, return_probs=return_probs)
     batch, _, w = _validate(ansatz, inputs, weights)
     errors = _pauli_errors(ansatz, batch, p, t, w.dtype, w.device, generator)
     prep = _Prepared(ansatz, inputs, weights, errors=errors, extra_batch=(t,))
-    prep.check_memory()
-    plan = prep.plan
-    if return_probs:
-        plan = engine.Plan(**{**plan.__dict__, "return_probs": True})
-    out = engine.AdjointExpval.apply(plan, *prep.vecs, *prep.mats)
-    return batch, out
+    return batch, _exact(prep, return_probs=return_probs)
 
 
 def _final_depolarizing(ansatz: Ansatz, p: float) -> float:
@@ -228,13 +230,13 @@ def noisy_expval(ansatz, inputs, weights, noise: NoiseModel, shots=None, generat
     probs = None
     if noise.resolve_method(n) == "density":
         batch, x, w = _flat(ansatz, inputs, weights)
-        _density_check(ansatz, x.shape[0], w.dtype)
+        _density_check(ansatz, x.shape[0], w.dtype, w.device)
         probs = _density_probs(ansatz, x, w, p)
         exact = probs @ engine.z_signs(n, probs.dtype, probs.device)
         final_flip = 0.0
     else:
         batch, out = _trajectory_run(ansatz, inputs, weights, noise, generator, return_probs=shots is not None)
-        t = noise.trajectories
+        t = noise.trajectories if p > 0 else 1
         if shots is not None:
             e, tp = out
             probs = tp.view(-1, t, 2**n).mean(1)
@@ -260,11 +262,11 @@ def noisy_sample(ansatz, inputs, weights, noise: NoiseModel, shots=1024, generat
     with torch.no_grad():
         if noise.resolve_method(n) == "density":
             batch, x, w = _flat(ansatz, inputs, weights)
-            _density_check(ansatz, x.shape[0], w.dtype)
+            _density_check(ansatz, x.shape[0], w.dtype, w.device)
             probs, final_flip = _density_probs(ansatz, x, w, p), 0.0
         else:
             batch, (_, tp) = _trajectory_run(ansatz, inputs, weights, noise, generator, return_probs=True)
-            probs = tp.view(-1, noise.trajectories, 2**n).mean(1)
+            probs = tp.view(-1, noise.trajectories if p > 0 else 1, 2**n).mean(1)
             final_flip = 2.0 * _final_depolarizing(ansatz, p) / 3.0
         bits = _draw(probs, shots, n, generator)
         bits = _flip(_flip(bits, (final_flip, final_flip), generator), noise.readout, generator)

@@ -9,7 +9,10 @@ channels are in :mod:`qmedgen.quantum.noise`.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,6 +21,37 @@ from qmedgen.quantum import engine
 from qmedgen.quantum.ansatz import Ansatz
 from qmedgen.quantum.gates import complex_dtype, segments
 from qmedgen.quantum.memory import check_fits
+
+if TYPE_CHECKING:
+    from qmedgen.quantum.noise import NoiseModel
+
+
+def full_precision(fn):
+    """Run ``fn`` with autocast disabled on the inputs' device: a circuit in bfloat16/float16 loses ~1e-2 of
+    accuracy, and users typically wrap whole models (circuits included) in ``torch.autocast``."""
+
+    @functools.wraps(fn)
+    def wrapper(ansatz, inputs, *args, **kwargs):
+        device_type = inputs.device.type if torch.is_tensor(inputs) else "cpu"
+        if torch.is_autocast_enabled(device_type):
+            with torch.autocast(device_type=device_type, enabled=False):
+                return fn(ansatz, inputs, *args, **kwargs)
+        return fn(ansatz, inputs, *args, **kwargs)
+
+    return wrapper
+
+
+def _broadcast_shapes(a: tuple[int, ...], b: tuple[int, ...]) -> torch.Size | None:
+    """Torch broadcasting of two shapes, or None. (torch.broadcast_shapes imports torch._refs: seconds at first
+    call, which every fresh process would pay.)"""
+    out = []
+    for i in range(1, max(len(a), len(b)) + 1):
+        x = a[-i] if i <= len(a) else 1
+        y = b[-i] if i <= len(b) else 1
+        if x != y and 1 not in (x, y):
+            return None
+        out.append(y if x == 1 else x)
+    return torch.Size(reversed(out))
 
 
 def _validate(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor):
@@ -33,13 +67,12 @@ def _validate(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor):
             f"weights must have shape [..., {', '.join(map(str, ansatz.weight_shape))}] "
             f"(depth, len(rotations), n_qubits), got {tuple(weights.shape)}"
         )
-    try:
-        batch = torch.broadcast_shapes(inputs.shape[:-1], weights.shape[:-3])
-    except RuntimeError as exc:
+    batch = _broadcast_shapes(inputs.shape[:-1], weights.shape[:-3])
+    if batch is None:
         raise ConfigError(
-            f"inputs {tuple(inputs.shape)} and weights {tuple(weights.shape)} have leading dimensions that do not "
-            f"broadcast: {exc}"
-        ) from None
+            f"inputs {tuple(inputs.shape)} and weights {tuple(weights.shape)} have leading dimensions "
+            f"{tuple(inputs.shape[:-1])} and {tuple(weights.shape[:-3])} that do not broadcast"
+        )
     dtype = torch.promote_types(inputs.dtype, weights.dtype)
     if dtype not in (torch.float32, torch.float64):
         dtype = torch.float64 if dtype == torch.float64 else torch.float32
@@ -113,6 +146,11 @@ class _Prepared:
             batch=nb,
         )
 
+    def layers(self) -> list[list[torch.Tensor]]:
+        """The block matrices grouped per segment (the engine's ``mats`` argument)."""
+        m = len(self.plan.blocks)
+        return [self.mats[i : i + m] for i in range(0, len(self.mats), m)]
+
     def requires_grad(self) -> bool:
         return torch.is_grad_enabled() and any(t.requires_grad for t in (*self.vecs, *self.mats))
 
@@ -124,21 +162,20 @@ class _Prepared:
 
 
 def _exact(prep: _Prepared, return_probs: bool = False):
+    """Run the adjoint Function: ``[B, n]`` expectations (and ``[B, 2**n]`` probabilities if asked)."""
     prep.check_memory()
-    plan = prep.plan
-    if return_probs:
-        plan = engine.Plan(**{**plan.__dict__, "return_probs": True})
-    out = engine.AdjointExpval.apply(plan, *prep.vecs, *prep.mats)
-    return out
+    plan = dataclasses.replace(prep.plan, return_probs=True) if return_probs else prep.plan
+    return engine.AdjointExpval.apply(plan, *prep.vecs, *prep.mats)
 
 
+@full_precision
 def expval(
     ansatz: Ansatz,
     inputs: torch.Tensor,
     weights: torch.Tensor,
     shots: int | None = None,
     generator: torch.Generator | None = None,
-    noise=None,
+    noise: NoiseModel | None = None,
 ) -> torch.Tensor:
     """<P_i> of the ansatz's observable P on every qubit: ``[..., n_qubits]``, differentiable (adjoint method).
 
@@ -170,6 +207,8 @@ def _check_shots(shots) -> None:
 
 def _draw(probs: torch.Tensor, shots: int, n: int, generator: torch.Generator | None) -> torch.Tensor:
     """``[B, 2**n]`` probabilities -> ``uint8`` bits ``[B, shots, n]`` (wire 0 = column 0)."""
+    if probs.shape[0] == 0:
+        return torch.zeros(0, shots, n, dtype=torch.uint8, device=probs.device)
     flat = probs.detach().to(torch.float64)
     flat = flat / flat.sum(dim=-1, keepdim=True)
     gen_device = generator.device if generator is not None else flat.device
@@ -178,19 +217,19 @@ def _draw(probs: torch.Tensor, shots: int, n: int, generator: torch.Generator | 
     return ((idx.unsqueeze(-1) >> shifts) & 1).to(torch.uint8)
 
 
+@full_precision
 def probabilities(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Outcome probabilities ``[..., 2**n]`` in the observable's eigenbasis (bit 0 = eigenvalue +1; not
     differentiable: use :func:`expval` for gradients)."""
     with torch.no_grad():
         prep = _Prepared(ansatz, inputs, weights)
         prep.check_memory(backward=False)
-        x = engine.forward_state(prep.plan, prep.vecs, [prep.mats[i : i + len(prep.plan.blocks)]
-                                                       for i in range(0, len(prep.mats), len(prep.plan.blocks))],
-                                 buffered=True)
+        x = engine.forward_state(prep.plan, prep.vecs, prep.layers(), buffered=True)
         p = engine.probabilities_from_state(x, prep.plan)
     return p.reshape(*prep.batch_shape, 2**ansatz.n_qubits)
 
 
+@full_precision
 def simulate(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     """Final states ``[..., 2**n]`` (complex, before any measurement-basis change).
 
@@ -198,9 +237,7 @@ def simulate(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor) -> tor
     """
     prep = _Prepared(ansatz, inputs, weights, basis=False)
     prep.check_memory(backward=prep.requires_grad())
-    m = len(prep.plan.blocks)
-    mats = [prep.mats[i : i + m] for i in range(0, len(prep.mats), m)]
-    x = engine.forward_state(prep.plan, prep.vecs, mats, buffered=not prep.requires_grad())
+    x = engine.forward_state(prep.plan, prep.vecs, prep.layers(), buffered=not prep.requires_grad())
     if prep.plan.mode == "stacked":
         b = prep.plan.batch
         x = torch.complex(x[:b], x[b:])
@@ -209,13 +246,14 @@ def simulate(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor) -> tor
     return x.reshape(*prep.batch_shape, 2**ansatz.n_qubits)
 
 
+@full_precision
 def sample(
     ansatz: Ansatz,
     inputs: torch.Tensor,
     weights: torch.Tensor,
     shots: int = 1024,
     generator: torch.Generator | None = None,
-    noise=None,
+    noise: NoiseModel | None = None,
 ) -> torch.Tensor:
     """Measurement samples in the observable's eigenbasis: ``uint8`` bits ``[..., shots, n_qubits]``.
 
@@ -230,5 +268,5 @@ def sample(
         return noisy_sample(ansatz, inputs, weights, noise, shots=shots, generator=generator)
     probs = probabilities(ansatz, inputs, weights)
     batch = probs.shape[:-1]
-    bits = _draw(probs.reshape(-1, probs.shape[-1]), shots, ansatz.n_qubits, generator)
+    bits = _draw(probs.reshape(math.prod(batch), probs.shape[-1]), shots, ansatz.n_qubits, generator)
     return bits.reshape(*batch, shots, ansatz.n_qubits)

@@ -69,7 +69,7 @@ class GANConfig:
     gp_weight: float = option(10.0, min=0.0, help="WGAN-GP gradient-penalty weight (wgan-gp critic only)")
     diffaugment: str = option("", help="DiffAugment policy for real and fake, e.g. 'translation,cutout,color' ('' off)")
     ema: bool = option(False, help="keep an exponential moving average of the generator for sampling")
-    ema_decay: float = option(0.999, min=0.0, max=1.0, help="EMA decay per step")
+    ema_decay: float = option(0.999, min=0.0, max=1.0, help="EMA decay per step (warm-up: min(decay, (1+t)/(10+t)))")
     noise_bound_r0: float | None = option(None, help="R0 of the adaptive noise bound (default: the first step's R)")
     noise_ratio_momentum: float = option(0.9, min=0.0, max=0.999, help="smoothing of R = |L_D| / |L_G|")
     prototype_batch_size: int = option(64, min=1, help="batch size of the warm-start feature extraction")
@@ -206,7 +206,6 @@ class Trainer(LoopTrainer):
         return diff_augment(x, policy)
 
     def train_step(self, step: int) -> dict[str, float]:
-        del step
         cfg = self.config
         wgan = cfg.model.critic == "wgan-gp"
         real, y = self.data.next_batch(cfg.train.batch_size)
@@ -253,7 +252,7 @@ class Trainer(LoopTrainer):
             self.critic.requires_grad_(True)
 
         if self.ema is not None:
-            self._update_ema()
+            self._update_ema(step)
         metrics = {
             "loss_d": float(loss_d.detach()),
             "loss_g": float(adv.detach()),
@@ -271,8 +270,9 @@ class Trainer(LoopTrainer):
         return metrics
 
     @torch.no_grad()
-    def _update_ema(self) -> None:
-        decay = self.config.gan.ema_decay
+    def _update_ema(self, step: int) -> None:
+        # warm-up: early on the average must not be dominated by the random initialisation
+        decay = min(self.config.gan.ema_decay, (1 + step) / (10 + step))
         for pe, p in zip(self.ema.parameters(), self.generator.parameters()):
             pe.lerp_(p, 1 - decay)
         for be, b in zip(self.ema.buffers(), self.generator.buffers()):
