@@ -96,3 +96,8 @@ class Family:
 def test_partial_section_keeps_the_family_defaults():
     cfg = from_dict(Family, {"train": {"steps": 9}})
     assert cfg.train.batch_size == 64 and cfg.train.steps == 9
+
+
+def test_describe_shows_the_family_defaults():
+    rows = {key: default for key, _, default, _ in describe(Family)}
+    assert rows["train.batch_size"] == 64 and rows["train.steps"] == 5

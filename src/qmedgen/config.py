@@ -246,21 +246,20 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
-def describe(cls: type, prefix: str = "") -> list[tuple[str, str, Any, str]]:
-    """(dotted key, type, default, help) for every leaf option: used for ``--help``-style listings and docs."""
+def describe(cfg: Any, prefix: str = "") -> list[tuple[str, str, Any, str]]:
+    """(dotted key, type, default, help) for every leaf option of a config class or instance.
+
+    A class is described through its default instance, so a family's own section defaults (its
+    ``default_factory`` values) are shown, not those of the section classes.
+    """
+    obj = from_dict(cfg, {}) if isinstance(cfg, type) else cfg
     rows = []
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
         key = f"{prefix}{f.name}"
-        tp = hints[f.name]
-        if dataclasses.is_dataclass(tp):
-            rows.extend(describe(tp, key + "."))
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            rows.extend(describe(value, key + "."))
             continue
-        if f.default is not dataclasses.MISSING:
-            default = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = None
-        rows.append((key, _type_name(tp), default, f.metadata.get("help", "")))
+        rows.append((key, _type_name(hints[f.name]), value, f.metadata.get("help", "")))
     return rows

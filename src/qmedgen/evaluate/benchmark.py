@@ -169,12 +169,13 @@ def _default_sample(run_dir: Path, n_per_class: int, out: Path, **opts) -> Path:
 
 def run_benchmark(protocol: str | Path | dict, out: Path | None = None, quick: bool = False,
                   trainer: Callable | None = None, sampler: Callable | None = None, progress: bool = True,
-                  device: str | None = None, log: Callable[[str], None] = print) -> dict:
+                  device: str | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Run (or resume) a protocol; returns the aggregated results (also written to ``OUT/results.*``)."""
     proto = protocol if isinstance(protocol, dict) else load_protocol(protocol, quick)
     out = Path(out) if out is not None else Path("benchmarks") / proto["name"]
     out.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out / "protocol.yaml", yaml.safe_dump(proto, sort_keys=False))
+    log = log or (lambda msg: print(msg, flush=True))
     trainer = trainer or _default_train
     sampler = sampler or _default_sample
     state = State(out / "state.json", proto)

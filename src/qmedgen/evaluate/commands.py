@@ -3,7 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import sys
+import warnings
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def _plain_warnings():
+    """Print qmedgen's own warnings (e.g. small-sample FID) as one line each, without source lines."""
+    old = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if category.__module__.startswith("qmedgen"):
+            print(f"qmedgen: warning: {message}", file=sys.stderr)
+        else:
+            old(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = old
 
 
 def register(subparsers) -> None:
@@ -78,9 +99,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     cfg = EvalConfig(n_boot=args.n_boot, fid_boot=args.fid_boot, kid_subsets=args.kid_subsets, k=args.k,
                      class_weighting=args.class_weighting, seed=args.seed, progress=not args.quiet)
-    _, json_path, md_path = evaluate_samples(args.samples, args.data, args.split, args.extractor, args.train_data,
-                                             args.out, cfg, not args.no_conditional, args.root, args.device,
-                                             size=args.size, real_baseline=not args.no_real_baseline)
+    with _plain_warnings():
+        _, json_path, md_path = evaluate_samples(args.samples, args.data, args.split, args.extractor, args.train_data,
+                                                 args.out, cfg, not args.no_conditional, args.root, args.device,
+                                                 size=args.size, real_baseline=not args.no_real_baseline)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
     return 0
@@ -110,7 +132,8 @@ def _benchmark(args: argparse.Namespace) -> int:
         if not args.list and not args.protocol:
             raise ConfigError("give a protocol name or YAML file (see the list above)")
         return 0
-    results = run_benchmark(args.protocol, args.out, args.quick, progress=not args.quiet, device=args.device)
+    with _plain_warnings():
+        results = run_benchmark(args.protocol, args.out, args.quick, progress=not args.quiet, device=args.device)
     out = args.out or Path("benchmarks") / results["protocol"]
     print((Path(out) / "results.md").read_text())
     print(f"wrote {out}/results.json, results.md and {len(results.get('plots', []))} plots")
