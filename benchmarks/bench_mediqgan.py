@@ -114,8 +114,9 @@ def main() -> None:
         c = CONFIGS[name]
         med = statistics.median(times)
         line = (f"{name}: batch {c['batch']}, K={c['k']}, depth {c['depth']}, 16 qubits, split {c['split']}, 64 px, "
-                f"style2, n_critic 3, prototypes on, {'amp' if args.amp else 'fp32'} -> {med:.3f} s/iter wall (median of {len(times)}, min "
-                f"{min(times):.3f}), {statistics.median(cpu):.3f} CPU-s/iter; circuits alone "
+                f"style2, n_critic 3, prototypes on, {'amp' if args.amp else 'fp32'}, {args.threads} threads -> "
+                f"{med:.3f} s/iter wall (median of {len(times)}, min {min(times):.3f}), "
+                f"{statistics.median(cpu):.3f} CPU-s/iter; circuits alone "
                 f"[B={c['batch']}, K={c['k']}]: forward {cf * 1e3:.1f} ms, forward+backward {cfb * 1e3:.1f} ms")
         print(line, flush=True)
         lines.append(line)

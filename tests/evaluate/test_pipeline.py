@@ -97,3 +97,18 @@ def test_evaluate_samples_rejects_wrong_size(tmp_path, blood, tiny_extractor_fil
     with pytest.raises(UserError, match=r"image sizes differ.*14x14"):
         evaluate_samples(small, "embedded-bloodmnist", extractor=str(tiny_extractor_file), conditional=False,
                          cfg=FAST)
+
+
+def test_run_record_gives_dataset_training_images_and_contamination_flag(tmp_path, blood, tiny_extractor_file):
+    _, test = blood
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "indices.json").write_text(json.dumps({"dataset": "embedded-bloodmnist", "split": "test",
+                                                  "indices": list(range(40)), "size": 28}))
+    out = save_samples(run / "samples-40", noisy_copy(test.images[:40], 1.0), test.labels[:40], pngs=False)
+    (out / "sampling.json").write_text(json.dumps({"run_dir": str(run)}))
+    res, _, _ = evaluate_samples(run, extractor=str(tiny_extractor_file), conditional=False, cfg=FAST,
+                                 real_baseline=False)  # dataset and training images come from the run record
+    assert res["dataset"] == "embedded-bloodmnist" and res["train_data"].startswith("run ")
+    assert res["metrics"]["copy_fraction"]["value"] > 0.9
+    assert any("not held-out" in f for f in res["flags"])

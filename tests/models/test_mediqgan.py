@@ -262,3 +262,12 @@ def test_critic_and_gradient_penalty(kind):
     assert not torch.allclose(critic(real, y), critic(real, (y + 1) % 3))
     with pytest.raises(ConfigError, match="critic"):
         ConditionalCritic(3, 28, 3, kind="hinge")
+
+
+def test_grayscale_images():
+    cfg = from_dict(ModelConfig, {**TINY, "decoder_channels": WIDTHS[32]})
+    g = MediQGANGenerator(cfg, n_classes=10, image_size=32, channels=1)
+    y = torch.arange(4)
+    x = g(g.sample_latent(y), y)
+    assert x.shape == (4, 1, 32, 32)
+    assert ConditionalCritic(10, 32, 1, widths=(8, 8, 8), embed_dim=8)(x, y).shape == (4,)

@@ -104,3 +104,7 @@ def test_bad_config_is_named():
         api.resolve_config("qdiffusion", ["model.gate=quantm"])
     with pytest.raises(ConfigError, match=r"diffusion\.noise"):
         api.resolve_config("qdiffusion", ["diffusion.noise=pink"])
+    with pytest.raises(ConfigError, match="bottleneck_shots"):
+        api.resolve_config("qdiffusion", ["model.gate=none", "model.bottleneck_shots=100"])
+    with pytest.raises(ConfigError, match="sample_steps"):
+        api.resolve_config("qdiffusion", ["diffusion.timesteps=20", "diffusion.sample_steps=50"])

@@ -24,7 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from qmedgen.analysis import geometry
-from qmedgen.analysis.ansatz import autograd_expval
+from qmedgen.analysis.ansatz import linearised_expval
 from qmedgen.analysis.jacobian import Spectrum, log_spectrum_figure, spectrum
 from qmedgen.analysis.plotting import new_figure, save_figure, write_json
 from qmedgen.errors import UserError
@@ -71,7 +71,7 @@ def circuit_spectra(model, n_samples: int = 8, seed: int = 0, angles: torch.Tens
             else:
                 a = torch.rand(n_samples, ansatz.n_qubits, generator=g, dtype=torch.float64) * 2 * np.pi
             wk = w[idx] if idx else w
-            sp = spectrum(lambda x, wk=wk, ansatz=ansatz: autograd_expval(ansatz, x, wk), a, method="exact")
+            sp = spectrum(lambda x, wk=wk, ansatz=ansatz: linearised_expval(ansatz, x, wk), a, method="exact")
             out[f"circuit {name}" + "".join(f"[{i}]" for i in idx)] = sp
     return out
 
@@ -270,7 +270,8 @@ def _spectra_for(model, n_samples: int, seed: int, sample_opts: dict | None = No
                     angles = gate.proj_in(p).double()
                 layer = gate.circuit
                 w = _weights(layer).double()
-                sp = spectrum(lambda a, layer=layer, w=w: autograd_expval(layer.ansatz, a, w), angles, method="exact")
+                sp = spectrum(lambda a, layer=layer, w=w: linearised_expval(layer.ansatz, a, w), angles,
+                              method="exact")
                 out[f"circuit {name}"] = sp
         return out
 
@@ -315,8 +316,9 @@ def capture_gate_inputs(model, gates, n: int, seed: int, sample_opts: dict | Non
 
 @contextlib.contextmanager
 def autograd_circuits(model):
-    """Run every circuit layer through the plain-autograd simulator (exact values; supports jvp, vmap and
-    repeated backward passes, which Jacobian products need)."""
+    """Run every circuit layer through :func:`~qmedgen.analysis.ansatz.linearised_expval` (exact values and exact
+    input derivatives in a form that jvps, repeated vjps and double vjps handle cheaply; the fast engine's adjoint
+    backward allows one reverse pass per forward only)."""
     from qmedgen.hardware.executors import quantum_layers
 
     mods = model.modules().values() if hasattr(model, "spec") else [model]
@@ -324,7 +326,7 @@ def autograd_circuits(model):
     old = [la.executor for la in layers]
     try:
         for la in layers:
-            la.executor = autograd_expval
+            la.executor = linearised_expval
         yield
     finally:
         for la, ex in zip(layers, old):

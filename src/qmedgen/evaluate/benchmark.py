@@ -337,8 +337,11 @@ def results_markdown(proto: dict, results: dict) -> str:
         lines += ["", f"## {title}", "", "| model | n/class | " + " | ".join(f"{k} {_arrow(k)}" for k in names) + " |",
                   "|---|---" + "|---" * len(names) + "|"]
         for r in results["rows"]:
+            cells_ = [_fmt(r["metrics"].get(k, {})) for k in names]
+            if all(c == "n/a" for c in cells_):
+                continue
             n = "all" if r["n"] is None else r["n"]
-            lines.append(f"| {r['model']} | {n} | " + " | ".join(_fmt(r["metrics"][k]) for k in names) + " |")
+            lines.append(f"| {r['model']} | {n} | " + " | ".join(cells_) + " |")
     if results["comparisons"]:
         names = quality + utility
         lines += ["", "## Paired differences vs the reference (same seeds = same real images; paired t-test p)", "",
@@ -385,7 +388,7 @@ def make_plots(results: dict, out: Path) -> list[Path]:
     for ax, metric in zip(axes.flat, wanted):
         for j, model in enumerate(models):
             rs = [r for r in results["rows"] if r["model"] == model and metric in r["metrics"]]
-            xs = [sizes.index(r["n"]) + (j - (len(models) - 1) / 2) * 0.08 for r in rs]
+            xs = [sizes.index(r["n"]) + (j - (len(models) - 1) / 2) * 0.1 for r in rs]
             ms = np.array([r["metrics"][metric]["mean"] for r in rs], float)
             lo = np.array([r["metrics"][metric]["ci_low"] for r in rs], float)
             hi = np.array([r["metrics"][metric]["ci_high"] for r in rs], float)
@@ -393,6 +396,7 @@ def make_plots(results: dict, out: Path) -> list[Path]:
             ax.errorbar(xs, ms, yerr=err, marker="o", capsize=3, label=model,
                         linestyle="-" if len(sizes) > 1 else "none")
         ax.set_xticks(range(len(sizes)), ["all" if s is None else str(s) for s in sizes])
+        ax.set_xlim(-0.5, len(sizes) - 0.5)
         ax.set_title(f"{metric} {_arrow(metric)}", fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(wanted):]:

@@ -110,6 +110,10 @@ def evaluate_samples(samples: Path, data: str | None = None, split: str = "test"
                              domain=domain if conditional else None)
     if train_images is None and train_data != "none":
         result["flags"].append(f"memorisation not measured: training images {train_desc}")
+    trained_on = (info or {}).get("split")
+    if trained_on in ("all", split):
+        result["flags"].append(f"the generator was trained on the {trained_on!r} split, which contains the "
+                               f"reference {split!r} images: these metrics are not held-out")
     if real_baseline and real_labels.ndim == 1:
         result["real_baseline"] = _real_baseline(data, split, size, root, labels, real_images, real_labels, ext,
                                                  domain if conditional else None, cfg)

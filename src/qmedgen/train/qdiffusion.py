@@ -73,6 +73,10 @@ class ModelConfig:
     attention_resolutions: list[int] = option([7], help="unet: feature-map sides that get self-attention")
     dropout: float = option(0.0, min=0.0, max=0.9, help="unet: dropout inside residual blocks")
 
+    def validate(self) -> None:
+        if self.bottleneck_shots is not None and self.gate != "quantum":
+            raise ConfigError(f"model.bottleneck_shots needs model.gate=quantum, got gate={self.gate!r}")
+
 
 @dataclass
 class DiffusionConfig:
@@ -96,6 +100,12 @@ class DiffusionConfig:
     sample_steps: int = option(50, min=1, help="default sampling steps (ddpm: use timesteps for the full chain)")
     eta: float = option(0.0, min=0.0, help="DDIM eta (0 = deterministic)")
     guidance: float = option(1.0, min=0.0, help="classifier-free guidance scale (1 = plain conditional)")
+
+    def validate(self) -> None:
+        if self.sample_steps > self.timesteps:
+            raise ConfigError(
+                f"diffusion.sample_steps ({self.sample_steps}) cannot exceed diffusion.timesteps ({self.timesteps})"
+            )
 
 
 @dataclass
