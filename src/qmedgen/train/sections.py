@@ -41,6 +41,6 @@ class TrainConfig:
     sample_every: int = option(500, min=0, help="steps between sample grids (0: only at the end)")
     grid_per_class: int = option(8, min=1, max=64, help="images per class in sample grids")
     device: str = option("auto", help="auto, cpu, cuda, cuda:N")
-    amp: bool = option(False, help="mixed precision (bf16 autocast; CUDA, and CPU where a family supports it; circuits stay float32)")
+    amp: bool = option(False, help="bf16 autocast on CUDA (and on CPU where a family supports it); circuits stay fp32")
     out_dir: str = option("runs", help="parent directory of numbered run directories")
     tensorboard: bool = option(False, help="also log scalars to TensorBoard (needs the tensorboard package)")
