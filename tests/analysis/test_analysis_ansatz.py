@@ -80,3 +80,18 @@ def test_cli_analyze_ansatz(tmp_path, capsys):
     assert (tmp_path / "ansatz_mediqgan.json").is_file()
     assert (tmp_path / "ansatz_mediqgan_expressibility.png").is_file()
     assert "mediqgan" in capsys.readouterr().out
+
+
+def test_linearised_expval_has_exact_values_and_input_jacobian():
+    from qmedgen.analysis.ansatz import autograd_expval, linearised_expval
+
+    a = preset_ansatz("qdiffusion", 3, 2)
+    g = torch.Generator().manual_seed(0)
+    w = torch.rand(2, *a.weight_shape, generator=g, dtype=torch.float64)
+    x = torch.rand(4, 2, 3, generator=g, dtype=torch.float64)
+    assert torch.allclose(linearised_expval(a, x, w), autograd_expval(a, x, w), atol=1e-10)
+    for fn in (linearised_expval, autograd_expval):
+        j = torch.autograd.functional.jacobian(lambda xx, fn=fn: fn(a, xx, w).sum(0), x)
+        if fn is linearised_expval:
+            j_lin = j
+    assert torch.allclose(j_lin, j, atol=1e-10)
