@@ -24,7 +24,7 @@ def model():
     ("ddpm", None, 0.0, "gaussian"),
 ])
 def test_samplers_give_finite_images(model, sampler, steps, eta, noise):
-    schedule = make_schedule("cosine", 20 if steps is None else 1000)
+    schedule = make_schedule("cosine", 8 if steps is None else 1000)
     noise_source = make_noise(noise, n_qubits=6, seed=0)
     out = sample(model, schedule, (3, 3, 28, 28), sampler=sampler, steps=steps, eta=eta,
                  labels=torch.tensor([0, 1, 1]), guidance=2.0, null_label=2, noise=noise_source)
