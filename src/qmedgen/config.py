@@ -185,6 +185,14 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, path: str = "") -
     return obj
 
 
+def check_betas(section: Any, prefix: str, names: Sequence[str]) -> None:
+    """Adam-style ``betas`` fields must be two numbers in [0, 1)."""
+    for name in names:
+        betas = getattr(section, name)
+        if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
+            raise ConfigError(f"{prefix}.{name} must be two numbers in [0, 1), got {betas}")
+
+
 def merge(base: Mapping[str, Any], update: Mapping[str, Any]) -> dict[str, Any]:
     """Deep merge: sections merge key by key, other values are replaced."""
     out = dict(base)

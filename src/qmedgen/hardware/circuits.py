@@ -19,8 +19,6 @@ import numpy as np
 from qmedgen.hardware._qiskit import require
 from qmedgen.quantum import Ansatz
 
-_ENCODING_GATES = {"ry": ("ry",), "rx": ("rx",), "ry-rx": ("ry", "rx"), "none": ()}
-
 
 @dataclass
 class ParameterisedCircuit:
@@ -44,43 +42,30 @@ class ParameterisedCircuit:
 
 
 def build_circuit(ansatz: Ansatz, weights=None, measure: bool = True, name: str | None = None) -> ParameterisedCircuit:
-    """The ansatz as a Qiskit circuit with free inputs; free weights unless ``weights [L, R, n]`` are given."""
-    qiskit = require("qiskit")
-    from qiskit.circuit import ParameterVector
+    """The ansatz as a Qiskit circuit with free inputs; free weights unless ``weights [L, R, n]`` are given.
 
-    n = ansatz.n_qubits
-    qc = qiskit.QuantumCircuit(n, name=name or f"vqc_{n}q_{ansatz.depth}l")
-    x = ParameterVector("x", n) if ansatz.encoding != "none" else []
-    if weights is None:
-        wvec = ParameterVector("w", ansatz.n_weights)
-        w = np.array(list(wvec), dtype=object).reshape(ansatz.weight_shape)
-        weight_params = list(wvec)
-    else:
-        w = np.asarray(weights.detach().cpu() if hasattr(weights, "detach") else weights, dtype=np.float64)
-        if w.shape != ansatz.weight_shape:
-            raise ValueError(f"weights must have shape {ansatz.weight_shape}, got {w.shape}")
-        weight_params = []
-    for gate in _ENCODING_GATES[ansatz.encoding]:
-        for i in range(n):
-            getattr(qc, gate)(x[i], i)
-    for layer in range(ansatz.depth):
-        for r, gate in enumerate(ansatz.rotations):
-            for i in range(n):
-                value = w[layer, r, i]
-                getattr(qc, gate)(value if weight_params else float(value), i)
-        for c, t in ansatz.entangling_pairs():
-            if ansatz.entangler == "cz-chain":
-                qc.cz(c, t)
-            else:
-                qc.cx(c, t)
+    The gates come from :func:`qmedgen.quantum.export.to_qiskit` (one definition of the circuit for every
+    exporter); with ``measure`` the readout basis change is appended and ``measure_all`` adds the ``meas``
+    register the Sampler results are read from.
+    """
+    require("qiskit")
+    from qmedgen.quantum.export import to_qiskit
+
+    qc = to_qiskit(ansatz, None, weights, measure=False)
+    qc.name = name or f"vqc_{ansatz.n_qubits}q_{ansatz.depth}l"
+
+    def vector(label: str) -> list:
+        elements = [p for p in qc.parameters if p.vector.name == label]
+        return sorted(elements, key=lambda p: p.index)
+
     if measure:
-        if ansatz.observable in ("x", "y"):
-            for i in range(n):
-                if ansatz.observable == "y":
-                    qc.sdg(i)
+        for i in range(ansatz.n_qubits):
+            if ansatz.observable == "y":
+                qc.sdg(i)
+            if ansatz.observable in ("x", "y"):
                 qc.h(i)
         qc.measure_all()
-    return ParameterisedCircuit(qc, ansatz, list(x), weight_params)
+    return ParameterisedCircuit(qc, ansatz, vector("x"), vector("w") if weights is None else [])
 
 
 def pauli_observables(ansatz: Ansatz, layout=None) -> list:

@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from qmedgen.config import option
+from qmedgen.config import check_betas, option
 from qmedgen.errors import ConfigError
 from qmedgen.models.critic import ConditionalCritic, gradient_penalty
 from qmedgen.models.mediqgan import MediQGANGenerator, ModelConfig
@@ -57,10 +57,7 @@ class OptimConfig:
     grad_clip: float | None = option(None, min=0.0, help="clip gradient norms (per update) at this value")
 
     def validate(self) -> None:
-        for name in ("g_betas", "d_betas"):
-            betas = getattr(self, name)
-            if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-                raise ConfigError(f"optim.{name} must be two numbers in [0, 1), got {betas}")
+        check_betas(self, "optim", ("g_betas", "d_betas"))
 
 
 @dataclass

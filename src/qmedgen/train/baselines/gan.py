@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qmedgen.config import option
+from qmedgen.config import check_betas, option
 from qmedgen.diffusion.ema import ema_copy, ema_update
 from qmedgen.errors import ConfigError
 from qmedgen.models.critic import gradient_penalty
@@ -46,10 +46,7 @@ class GANOptimConfig:
     grad_clip: float | None = option(None, min=0.0, help="clip gradient norms (per update) at this value")
 
     def validate(self) -> None:
-        for name in ("g_betas", "d_betas"):
-            betas = getattr(self, name)
-            if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-                raise ConfigError(f"optim.{name} must be two numbers in [0, 1), got {betas}")
+        check_betas(self, "optim", ("g_betas", "d_betas"))
 
 
 @dataclass
