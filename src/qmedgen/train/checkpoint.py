@@ -147,7 +147,7 @@ def load_checkpoint(
     path = Path(path)
     try:
         tensors = load_file(str(path / WEIGHTS), device="cpu")
-    except (OSError, Exception) as exc:  # safetensors raises its own error types
+    except Exception as exc:  # safetensors raises its own error types, OSError for a missing file
         raise UserError(f"{path / WEIGHTS}: cannot read weights ({exc})") from exc
     for name, module in modules.items():
         prefix = f"{name}."

@@ -350,7 +350,8 @@ def run_training(
         run_dir = Path(dist.broadcast_object(str(run_dir) if run_dir else None))
     if dist.is_main:
         write_json(run_dir / "config.json", cfg_json)
-        write_json(run_dir / "environment.json", environment_info(device, config.train.seed, dist.world_size))
+        env_name = "environment.json" if resume is None else "environment-resume.json"  # keep the original
+        write_json(run_dir / env_name, environment_info(device, config.train.seed, dist.world_size))
         write_json(
             run_dir / "indices.json",
             {"split": config.data.split, "indices": data.indices.tolist(), **data.spec.to_json()},
