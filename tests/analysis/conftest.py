@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 from torch import nn
 
 from qmedgen.quantum import Ansatz, QuantumLayer
+from qmedgen.train.loop import DataSpec
 
 K, N_QUBITS, LATENT = 2, 3, 6
 
@@ -54,21 +53,14 @@ class TinyGAN(nn.Module):
         return torch.tanh(self.decoder(self.streams(z, y)["fused"])).view(-1, 1, 8, 8)
 
 
-@dataclass
-class Spec:
-    dataset: str = "tiny"
-    n_classes: int = 2
-    channels: int = 1
-    size: int = 8
-    class_ids: tuple = (0, 1)
-    class_names: tuple = ("a", "b")
+TINY_SPEC = DataSpec(dataset="tiny", n_classes=2, channels=1, size=8, class_ids=(0, 1), class_names=("a", "b"))
 
 
 class TinyTrainer:
     family = "tinygan"
 
     def __init__(self, seed: int = 0) -> None:
-        self.spec = Spec()
+        self.spec = TINY_SPEC
         self.device = torch.device("cpu")
         self.generator = TinyGAN(seed).eval()
 

@@ -6,6 +6,7 @@ import torch
 from qmedgen.analysis import runs
 from qmedgen.analysis.runs import analyze_run, circuit_spectra, compare_runs, generator_spectra
 from qmedgen.cli import main
+from tests.analysis.conftest import TINY_SPEC
 
 
 def test_generator_spectra_streams_and_rank_bound(tiny_trainer, n_subgenerators):
@@ -76,18 +77,7 @@ def test_cli_analyze_runs(tmp_path, monkeypatch, make_trainer):
 
 
 def _diffusion_trainer(kind: str):
-    from dataclasses import dataclass
-
     from qmedgen.models.bottleneck import make_gate
-
-    @dataclass
-    class Spec:
-        dataset: str = "tiny"
-        n_classes: int = 2
-        channels: int = 1
-        size: int = 8
-        class_ids: tuple = (0, 1)
-        class_names: tuple = ("a", "b")
 
     class Net(torch.nn.Module):
         def __init__(self):
@@ -104,7 +94,7 @@ def _diffusion_trainer(kind: str):
         family = "tinydiff"
 
         def __init__(self):
-            self.spec, self.device, self.ema = Spec(), torch.device("cpu"), Net().eval()
+            self.spec, self.device, self.ema = TINY_SPEC, torch.device("cpu"), Net().eval()
 
         def modules(self):
             return {"ema": self.ema}

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 import torch
 from torch import nn
 
 from qmedgen.quantum import Ansatz, expval
+from qmedgen.train.loop import DataSpec
 
 ANSATZ = Ansatz(3, 2, encoding="ry-rx", rotations=("ry",), entangler="cz-chain", observable="x")
 
@@ -51,19 +50,12 @@ class TinyGenerator(nn.Module):
         return torch.tanh(3.0 * self.decode(e)).view(-1, 1, 8, 8)
 
 
-@dataclass
-class Spec:
-    dataset: str = "tiny"
-    n_classes: int = 2
-    channels: int = 1
-    size: int = 8
-    class_ids: tuple = (0, 1)
-    class_names: tuple = ("a", "b")
+TINY_SPEC = DataSpec(dataset="tiny", n_classes=2, channels=1, size=8, class_ids=(0, 1), class_names=("a", "b"))
 
 
 class TinyTrainer:
     def __init__(self) -> None:
-        self.spec = Spec()
+        self.spec = TINY_SPEC
         self.device = torch.device("cpu")
         self.generator = TinyGenerator().eval()
 

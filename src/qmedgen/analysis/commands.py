@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from qmedgen.cli_types import positive_int_list
 from qmedgen.errors import ConfigError
 
 EPILOG = """examples:
@@ -19,16 +20,6 @@ EPILOG = """examples:
   qmedgen analyze runs/00003-mediqgan-q runs/00004-mediqgan-mlp runs/00005-mediqgan-k0 --out compare/
   qmedgen analyze ansatz --preset mediqgan --qubits 2,4,6,8 --depths 1,2,4,8 --out ansatz-mediqgan/
 """
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -56,8 +47,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = p.add_argument_group("ansatz scan")
     a.add_argument("--preset", choices=["mediqgan", "qdiffusion"], action="append",
                    help="ansatz family (repeatable; default both)")
-    a.add_argument("--qubits", type=_int_list, default=[2, 4, 6, 8])
-    a.add_argument("--depths", type=_int_list, default=[1, 2, 4, 8])
+    a.add_argument("--qubits", type=positive_int_list, default=[2, 4, 6, 8])
+    a.add_argument("--depths", type=positive_int_list, default=[1, 2, 4, 8])
     a.add_argument("--grad-samples", type=int, default=200, help="random parameter sets per gradient variance")
     a.add_argument("--pairs", type=int, default=2000, help="random state pairs per expressibility estimate")
     a.add_argument("--bins", type=int, default=75, help="fidelity histogram bins (Sim et al. 2019: 75)")

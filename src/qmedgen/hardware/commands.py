@@ -5,17 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from qmedgen.cli_types import positive_int_list
 from qmedgen.errors import ConfigError
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from exc
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def _str_list(text: str) -> list[str]:
@@ -65,7 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     r = hw.add_parser("robustness", help="metric deltas vs exact inference per device model and shot count")
     common(r)
     r.add_argument("--backends", type=_str_list, default=["fake_marrakesh", "fake_brisbane", "fake_torino"])
-    r.add_argument("--shots", type=_int_list, default=[256, 1024])
+    r.add_argument("--shots", type=positive_int_list, default=[256, 1024])
     r.add_argument("--n-per-class", type=int, default=10)
     r.add_argument("--batch-size", type=int, default=500)
     r.add_argument("--method", default="automatic", help="Aer simulation method (default automatic)")
