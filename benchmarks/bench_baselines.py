@@ -14,21 +14,18 @@ from __future__ import annotations
 
 import argparse
 import functools
-import platform
 import statistics
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from _results import append_section
 from qmedgen.train.api import resolve_config
 from qmedgen.train.distributed import Dist
 from qmedgen.train.loop import BatchStream, DataSpec, TrainingData, seed_everything
 
 NAMES = ("dcgan", "wgan-gp", "fastgan", "patch-qgan", "mosaiq", "ddpm")
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def build(name: str, protocol: str, size: int | None, device: torch.device):
@@ -93,15 +90,9 @@ def main() -> None:
         lines.append(line)
     if args.no_append:
         return
-    dev = (torch.cuda.get_device_name(device) if device.type == "cuda"
-           else f"{platform.processor() or platform.machine()}, {args.threads} threads")
-    header = (f"\n### Baselines: training speed ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n"
-              f"machine: {platform.node()} ({dev}); torch {torch.__version__}; python {platform.python_version()}; "
-              f"{args.note}. One step = one generator update (with its n_critic critic updates) or one denoiser "
-              f"update. benchmarks/bench_baselines.py\n\n")
-    with RESULTS.open("a") as f:
-        f.write(header + "".join(f"- {line}\n" for line in lines))
-    print(f"appended to {RESULTS}")
+    append_section("Baselines: training speed", lines, device, args.threads, args.note,
+                   (" One step = one generator update (with its n_critic critic updates) or one denoiser "
+                    "update. benchmarks/bench_baselines.py"))
 
 
 if __name__ == "__main__":

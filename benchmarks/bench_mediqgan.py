@@ -14,15 +14,13 @@ Inception's), so the timing excludes the one-off warm-start feature extraction. 
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from _results import append_section
 from qmedgen.config import from_dict
 from qmedgen.train.distributed import Dist
 from qmedgen.train.loop import BatchStream, DataSpec, TrainingData, seed_everything
@@ -33,7 +31,6 @@ CONFIGS = {
     "k5-depth8": dict(batch=10, k=5, depth=8, split=0.5),
     "batch64": dict(batch=64, k=3, depth=6, split=0.25),
 }
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def build(name: str, device: torch.device, amp: bool = False) -> Trainer:
@@ -122,14 +119,8 @@ def main() -> None:
         lines.append(line)
     if args.no_append:
         return
-    dev = (torch.cuda.get_device_name(device) if device.type == "cuda"
-           else f"{platform.processor() or platform.machine()}, {args.threads} threads")
-    header = (f"\n### MediQ-GAN training iteration ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n"
-              f"machine: {platform.node()} ({dev}); torch {torch.__version__}; python {platform.python_version()}; "
-              f"{args.note}. Authors' code: 16.8 s/iter (paper config, 2-core CPU); target <= 0.67 s.\n\n")
-    with RESULTS.open("a") as f:
-        f.write(header + "".join(f"- {line}\n" for line in lines))
-    print(f"appended to {RESULTS}")
+    append_section("MediQ-GAN training iteration", lines, device, args.threads, args.note,
+                   " Authors' code: 16.8 s/iter (paper config, 2-core CPU); target <= 0.67 s.")
 
 
 if __name__ == "__main__":

@@ -21,21 +21,19 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import platform
 import statistics
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from _results import append_section
 from qmedgen.config import from_dict
 from qmedgen.train.distributed import Dist
 from qmedgen.train.loop import BatchStream, DataSpec, TrainingData, load_training_data, seed_everything
 from qmedgen.train.qdiffusion import Config, Trainer
 
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -241,14 +239,8 @@ def main() -> None:
         lines += compare(GATE_ARMS, args.ablation_steps, device, args.seed, args.ablation_samples, label="gates")
     if args.no_append or not lines:
         return
-    dev = (torch.cuda.get_device_name(device) if device.type == "cuda"
-           else f"{platform.processor() or platform.machine()}, {args.threads} threads")
-    header = (f"\n### Quantum diffusion ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)\n"
-              f"machine: {platform.node()} ({dev}); torch {torch.__version__}; python {platform.python_version()}; "
-              f"{args.note}.\n\n")
-    with RESULTS.open("a") as f:
-        f.write(header + "".join(f"- {line}\n" for line in lines))
-    print(f"appended to {RESULTS}")
+    append_section("Quantum diffusion", lines, device, args.threads, args.note,
+                   "")
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def write_json(path: str | Path, data: Any) -> None:
     """Write JSON atomically (indent 2, keys in insertion order)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
+        tmp.write_text(json.dumps(data, indent=2, default=json_default) + "\n")
 
 
 def read_json(path: str | Path) -> Any:
@@ -47,7 +47,8 @@ def read_json(path: str | Path) -> Any:
         raise UserError(f"{path}: not valid JSON ({exc})") from exc
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` for paths, tensors and NumPy scalars/arrays."""
     if isinstance(obj, Path):
         return str(obj)
     if isinstance(obj, torch.Tensor):

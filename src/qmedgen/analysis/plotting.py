@@ -12,6 +12,8 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
 
+from qmedgen.fileio import json_default
+
 
 def new_figure(width: float = 6.0, height: float = 4.2, ncols: int = 1):
     """A figure and its axes (one axis unless ``ncols`` > 1)."""
@@ -35,18 +37,8 @@ def write_json(data, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=_default))
+    tmp.write_text(json.dumps(data, indent=2, default=json_default))
     os.replace(tmp, path)
     return path
 
 
-def _default(obj):
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from qmedgen.errors import DataError
+from qmedgen.fileio import json_default
 
 INDICES_FORMAT = "qmedgen-indices/1"
 
@@ -114,7 +115,7 @@ def save_indices(path: str | os.PathLike, indices, meta: dict | None = None) -> 
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=1, default=_json_default)
+            json.dump(record, fh, indent=1, default=json_default)
             fh.write("\n")
         os.replace(tmp, path)
     finally:
@@ -140,11 +141,3 @@ def load_indices(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
     return idx, dict(record.get("meta") or {})
 
 
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"cannot store {type(obj).__name__} in an indices file")

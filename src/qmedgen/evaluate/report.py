@@ -8,9 +8,8 @@ import os
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
 from qmedgen.evaluate.evaluation import HIGHER_IS_BETTER, IDEAL_ONE
+from qmedgen.fileio import json_default
 
 DESCRIPTIONS = {
     "fid": "Fréchet distance of Gaussian feature fits",
@@ -78,16 +77,6 @@ def metrics_markdown(result: dict, title: str = "Sample quality") -> str:
     return "\n".join(lines) + "\n"
 
 
-def _default(o):
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
 
 
 def _clean(o):
@@ -107,7 +96,7 @@ def write_json_atomic(path: Path, data) -> Path:
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(_clean(json.loads(json.dumps(data, default=_default))), fh, indent=2, allow_nan=False)
+            json.dump(_clean(json.loads(json.dumps(data, default=json_default))), fh, indent=2, allow_nan=False)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

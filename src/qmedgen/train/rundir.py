@@ -26,7 +26,7 @@ import torch
 
 from qmedgen import __version__
 from qmedgen.errors import UserError
-from qmedgen.fileio import _json_default, atomic_path
+from qmedgen.fileio import atomic_path, json_default
 
 RUN_NAME = re.compile(r"^(\d{5})-")
 
@@ -99,7 +99,7 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as fh:
-            fh.write(json.dumps(record, default=_json_default) + "\n")
+            fh.write(json.dumps(record, default=json_default) + "\n")
             fh.flush()
 
     def read(self) -> list[dict[str, Any]]:
