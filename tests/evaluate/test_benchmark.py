@@ -148,3 +148,40 @@ def test_shipped_protocol_keys_resolve_against_model_configs():
         for quick in (False, True):
             for c in B.cells(B.load_protocol(name, quick=quick)):
                 api.resolve_config(c["family"], c["overrides"])  # raises ConfigError on a wrong key or value
+
+
+def test_cell_killed_mid_training_resumes_its_run(monkeypatch, tmp_path):
+    """Re-running a protocol after a kill continues the cell's unfinished run from its checkpoint (same final
+    weights as an uninterrupted run) instead of training from scratch; a finished run is reused as it is."""
+    import json
+    import sys
+
+    import torch
+    from safetensors.torch import load_file
+
+    from qmedgen.evaluate.benchmark import _default_train
+    from qmedgen.train import registry
+    from qmedgen.train.checkpoint import list_checkpoints
+    from tests.train import toy_family
+
+    monkeypatch.setitem(sys.modules, "qmedgen_toy_family", toy_family)
+    monkeypatch.setitem(registry.FAMILIES, "toy", "qmedgen_toy_family")
+    monkeypatch.setattr(toy_family.ToyTrainer, "nan_at", None)
+    overrides = {"data.name": "embedded-bloodmnist", "data.n_per_class": 2, "train.steps": 6,
+                 "train.checkpoint_every": 2}
+
+    def weights(run):
+        return load_file(str(list_checkpoints(run / "checkpoints")[-1] / "weights.safetensors"))
+
+    monkeypatch.setattr(toy_family.ToyTrainer, "kill_at", None)
+    straight = _default_train("toy", overrides, tmp_path / "a", progress=False)
+    monkeypatch.setattr(toy_family.ToyTrainer, "kill_at", 3)
+    with pytest.raises(KeyboardInterrupt):
+        _default_train("toy", overrides, tmp_path / "b", progress=False)
+    monkeypatch.setattr(toy_family.ToyTrainer, "kill_at", None)
+    resumed = _default_train("toy", overrides, tmp_path / "b", progress=False)
+    assert resumed.name.startswith("00000-") and len(list((tmp_path / "b").iterdir())) == 1
+    assert json.loads((resumed / "status.json").read_text())["state"] == "finished"
+    a, b = weights(straight), weights(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert _default_train("toy", overrides, tmp_path / "b", progress=False) == resumed  # finished: reused

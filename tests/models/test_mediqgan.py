@@ -271,3 +271,22 @@ def test_grayscale_images():
     x = g(g.sample_latent(y), y)
     assert x.shape == (4, 1, 32, 32)
     assert ConditionalCritic(10, 32, 1, widths=(8, 8, 8), embed_dim=8)(x, y).shape == (4,)
+
+
+def test_upsample_conv_equals_upsampling_then_conv():
+    """The decoder's folded nearest-upsample + 3x3 conv is the same function as the two ops it replaces."""
+    import torch.nn.functional as F
+
+    from qmedgen.models.mediqgan import upsample_conv3x3
+
+    g = torch.Generator().manual_seed(0)
+    for h, w, bias in [(4, 4, True), (3, 5, False), (1, 1, True)]:
+        x = torch.randn(2, 3, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+        conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=bias).double()
+        ref = conv(F.interpolate(x, scale_factor=2, mode="nearest"))
+        out = upsample_conv3x3(x, conv.weight, conv.bias)
+        assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-12)
+        cot = torch.randn(ref.shape, generator=g, dtype=torch.float64)
+        params = [x, conv.weight] + ([conv.bias] if bias else [])
+        for a, b in zip(torch.autograd.grad(out, params, cot), torch.autograd.grad(ref, params, cot)):
+            assert torch.allclose(a, b, atol=1e-12)

@@ -156,8 +156,20 @@ class State:
 # ---------------------------------------------------------------------------------------------------- runner
 
 def _default_train(model: str, overrides: dict, run_root: Path, progress: bool = True) -> Path:
+    """Train a cell. A run a kill left unfinished (status running or interrupted, with a checkpoint) continues
+    from its latest checkpoint, exactly as if never stopped; one that finished before its cell was recorded is
+    reused; anything else starts a new run."""
+    from qmedgen.fileio import read_json
     from qmedgen.train.api import train
+    from qmedgen.train.rundir import list_runs
 
+    runs = list_runs(run_root)
+    if runs and (runs[-1] / "status.json").is_file():
+        state = read_json(runs[-1] / "status.json").get("state")
+        if state == "finished":
+            return runs[-1]
+        if state in ("running", "interrupted") and (runs[-1] / "checkpoints" / "latest.json").is_file():
+            return train(model, dict(overrides), run_root=run_root, progress=progress, resume=runs[-1])
     return train(model, dict(overrides), run_root=run_root, progress=progress)
 
 

@@ -220,8 +220,33 @@ class NoiseInjection(nn.Module):
         return x + self.weight * n
 
 
+def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``conv3x3(nearest_upsample_x2(x), padding=1)`` computed at the low resolution: 2.25x fewer MACs, same result.
+
+    Why it is exact: each output pixel (2i+a, 2j+b) sees the upsampled 3x3 neighbourhood, which covers only 2x2
+    low-resolution pixels (rows i-1, i for a = 0 and i, i+1 for a = 1; the same for columns), so the 3x3 kernel
+    folds into four 2x2 kernels, one per output phase: one conv with 4x the output channels, then interleaving.
+    """
+    w = weight
+    rows = (torch.stack([w[:, :, 0], w[:, :, 1] + w[:, :, 2]], 2),  # phase a = 0: low rows i-1, i
+            torch.stack([w[:, :, 0] + w[:, :, 1], w[:, :, 2]], 2))  # phase a = 1: low rows i, i+1
+    kernels = []
+    for r in rows:  # phase a, then b: [O, I, 2, 3] -> [O, I, 2, 2]
+        kernels.append(torch.stack([r[..., 0], r[..., 1] + r[..., 2]], -1))
+        kernels.append(torch.stack([r[..., 0] + r[..., 1], r[..., 2]], -1))
+    o, (n, _, h, wd) = w.shape[0], x.shape
+    y = F.conv2d(x, torch.cat(kernels), None if bias is None else bias.repeat(4), padding=1)
+    y = y.view(n, 2, 2, o, h + 1, wd + 1)  # out row p reads low rows p-1, p: phase a takes rows a .. a+h-1
+    phases = [torch.stack([y[:, a, b, :, a : a + h, b : b + wd] for b in (0, 1)], -1) for a in (0, 1)]
+    return torch.stack(phases, -3).reshape(n, o, 2 * h, 2 * wd)  # [n, o, h, 2(a), w, 2(b)] -> [n, o, 2h, 2w]
+
+
 class UpBlock(nn.Module):
-    """Nearest x2 upsampling residual block: [3x3 conv, LReLU] x 2 plus a 1x1-conv shortcut (the code's SimpleUp)."""
+    """Nearest x2 upsampling residual block: [3x3 conv, LReLU] x 2 plus a 1x1-conv shortcut (the code's SimpleUp).
+
+    The upsampling is folded into the first conv (:func:`upsample_conv3x3`) and moved after the 1x1 shortcut
+    (a pointwise conv commutes with nearest upsampling): the same function with 40 % fewer MACs per block.
+    """
 
     def __init__(self, c_in: int, c_out: int) -> None:
         super().__init__()
@@ -230,10 +255,9 @@ class UpBlock(nn.Module):
         self.shortcut = nn.Conv2d(c_in, c_out, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
-        h = F.leaky_relu(self.conv1(x), 0.2)
+        h = F.leaky_relu(upsample_conv3x3(x, self.conv1.weight, self.conv1.bias), 0.2)
         h = F.leaky_relu(self.conv2(h), 0.2)
-        return h + self.shortcut(x)
+        return h + F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest")
 
 
 class Style2Decoder(nn.Module):

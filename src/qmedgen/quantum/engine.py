@@ -26,6 +26,12 @@ gradient of a block matrix is 2 lambda_after psi_before^dagger (a small [16, 16]
 copies of the batch state (see :mod:`qmedgen.quantum.memory`), independent of depth. The block-matrix gradients
 flow to the angles by ordinary autograd through the tiny matrix construction.
 
+When every block's input state fits in :data:`STORE_MAX_BYTES` (and a quarter of the free memory), the forward
+keeps them instead, and the backward reads psi_before rather than un-applying the block: one batched matmul less
+per block (the diffusion circuit at batch 64 and MediQ-GAN's training batches; 0.36 -> 0.26 s and 0.38 -> 0.29 s
+measured). The state buffers come from :mod:`qmedgen.quantum.workspace`, which keeps them between calls: a fresh
+100 MB CPU tensor costs more in page faults than the matmul that fills it.
+
 Higher-order: a second backward through the same graph recomputes the final state (the first one recycles it);
 ``create_graph=True`` (double backward, e.g. Jacobian-vector products as derivatives of vjps) recomputes the
 forward with plain autograd ops and differentiates that, so it costs memory proportional to depth.
@@ -44,7 +50,10 @@ from dataclasses import dataclass
 
 import torch
 
+from qmedgen.quantum import workspace
+
 BLOCK_QUBITS = 4  # ~16x16 blocks: fastest measured for real and complex GEMMs on CPU (see benchmarks/RESULTS.md)
+STORE_MAX_BYTES = 2**30  # keep every block's input state for the backward when they need at most this much
 
 
 def block_sizes(n: int, k: int = BLOCK_QUBITS) -> tuple[int, ...]:
@@ -191,8 +200,8 @@ def apply_entangler(x: torch.Tensor, plan: Plan, buf: torch.Tensor | None = None
 
 def probabilities_from_state(x: torch.Tensor, plan: Plan) -> torch.Tensor:
     """``[B, 2**n]`` outcome probabilities of the final (measurement-basis) state."""
-    if plan.mode == "complex":
-        return x.abs().square() if torch.is_grad_enabled() else x.abs().square_()
+    if plan.mode == "complex":  # |x|^2 = re^2 + im^2 from strided views (abs() would take a square root)
+        return x.real.square().addcmul_(x.imag, x.imag)
     if plan.mode == "stacked":
         b = plan.batch
         return x[:b].square().addcmul_(x[b:], x[b:])  # no full-size temporary
@@ -235,13 +244,29 @@ def adjoint_seed(x: torch.Tensor, g: torch.Tensor, plan: Plan, out: torch.Tensor
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _initial_state(plan: Plan, vecs) -> torch.Tensor:
-    """The product state after the first segment, as a fresh ``[Bt, 2**n]`` buffer (stacked re/im if needed)."""
-    psi = kron_vectors([v.expand(plan.batch, v.shape[-1]) for v in vecs])
+def _initial_state(plan: Plan, vecs, buffered: bool = True) -> torch.Tensor:
+    """The product state after the first segment, as a fresh ``[Bt, 2**n]`` buffer (stacked re/im if needed).
+    ``buffered``: the last Kronecker factor is multiplied straight into a workspace buffer (no full-size
+    temporaries); otherwise plain differentiable ops."""
+    vs = [v.expand(plan.batch, v.shape[-1]) for v in vecs]
+    if not buffered:
+        psi = kron_vectors(vs)
+        return torch.cat([psi.real, psi.imag]) if plan.mode == "stacked" else psi
+    b, size = plan.batch, 2**plan.n
+    head = kron_vectors(vs[:-1]) if len(vs) > 1 else vs[0].new_ones(b, 1)
+    last = vs[-1]
+    d1, d2 = head.shape[-1], last.shape[-1]
     if plan.mode == "stacked":
-        return torch.cat([psi.real, psi.imag])
-    # a fresh buffer: the kernels work in place, and a single block's vector IS the caller's tensor
-    return psi.clone(memory_format=torch.contiguous_format) if len(vecs) == 1 else psi.contiguous()
+        out = workspace.take((2 * b, size), head.real.dtype, head.device)
+        o = out.view(2, b, d1, d2)
+        hr, hi = head.real.unsqueeze(-1), head.imag.unsqueeze(-1)
+        lr, li = last.real.unsqueeze(-2), last.imag.unsqueeze(-2)
+        torch.mul(hr, lr, out=o[0]).addcmul_(hi, li, value=-1)
+        torch.mul(hr, li, out=o[1]).addcmul_(hi, lr)
+        return out
+    out = workspace.take((b, size), torch.promote_types(head.dtype, last.dtype), head.device)
+    torch.mul(head.unsqueeze(-1), last.unsqueeze(-2), out=out.view(b, d1, d2))
+    return out
 
 
 def _block_matrices(plan: Plan, mats) -> list[list[torch.Tensor]]:
@@ -258,16 +283,47 @@ def _block_matrices(plan: Plan, mats) -> list[list[torch.Tensor]]:
     return layers
 
 
-def forward_state(plan: Plan, vecs, mats, buffered: bool) -> torch.Tensor:
-    """The final state ``[Bt, 2**n]``; ``buffered`` uses two ping-pong buffers (inside the adjoint Function)."""
-    x, layers = _initial_state(plan, vecs), _block_matrices(plan, mats)
-    buf = torch.empty_like(x) if buffered and (layers or plan.entangler.startswith("cnot")) else None
+def forward_state(plan: Plan, vecs, mats, buffered: bool, store: list | None = None) -> torch.Tensor:
+    """The final state ``[Bt, 2**n]``; ``buffered`` uses two ping-pong workspace buffers (inside the adjoint
+    Function). ``store`` (a list, with ``buffered``) receives, per layer, the state before each block: the
+    backward then reads them instead of un-applying every block from the final state."""
+    x, layers = _initial_state(plan, vecs, buffered), _block_matrices(plan, mats)
+    if not buffered:
+        for blocks in layers:
+            x, _ = apply_entangler(x, plan)
+            x, _ = apply_blocks(x, blocks)
+        if plan.trailing:
+            x, _ = apply_entangler(x, plan)
+        return x
+    buf = workspace.take(x.shape, x.dtype, x.device) if layers or plan.entangler.startswith("cnot") else None
     for blocks in layers:
         x, buf = apply_entangler(x, plan, buf)
-        x, buf = apply_blocks(x, blocks, buf)
+        if store is None:
+            x, buf = apply_blocks(x, blocks, buf)
+            continue
+        inputs = []
+        for m in blocks:  # every block writes a fresh buffer: its input is kept for the backward
+            inputs.append(x)
+            x, buf = apply_blocks(x, [m], buf)
+            buf = workspace.take(x.shape, x.dtype, x.device)
+        store.append(inputs)
     if plan.trailing:
         x, buf = apply_entangler(x, plan, buf)
+    workspace.give(buf)
     return x
+
+
+def store_fits(plan: Plan, element_size: int) -> bool:
+    """Whether keeping every block input for the backward fits :data:`STORE_MAX_BYTES` and a quarter of the free
+    memory (otherwise the backward un-applies the blocks: slower, but lean)."""
+    from qmedgen.quantum.memory import available_bytes
+
+    n_states = plan.n_layers * len(plan.blocks)
+    need = n_states * plan.batch * (2 if plan.mode == "stacked" else 1) * 2**plan.n * element_size
+    if n_states == 0 or need > STORE_MAX_BYTES:
+        return False
+    avail = available_bytes("cpu") if STORE_MAX_BYTES else None
+    return avail is None or need <= avail // 4
 
 
 class AdjointExpval(torch.autograd.Function):
@@ -283,13 +339,18 @@ class AdjointExpval(torch.autograd.Function):
         m = len(plan.blocks)
         vecs, flat = list(tensors[:m]), tensors[m:]
         mats = [list(flat[j * m : (j + 1) * m]) for j in range(plan.n_layers)]
-        x = forward_state(plan, vecs, mats, buffered=True)
+        grad = any(ctx.needs_input_grad[1:])
+        store = [] if grad and store_fits(plan, tensors[0].real.element_size()) else None
+        x = forward_state(plan, vecs, mats, buffered=True, store=store)
         p = probabilities_from_state(x, plan)
         e = expectations(p, plan.n)
         ctx.plan = plan
-        if any(ctx.needs_input_grad[1:]):
-            ctx.state = x  # the only state-sized tensor kept; the backward recycles it as a work buffer
+        ctx.stored = store
+        if grad:
+            ctx.state = x  # the backward recycles it as a work buffer
             ctx.save_for_backward(*tensors)  # small; saved as inputs so in-place changes are detected
+        else:
+            workspace.give(x)
         if plan.return_probs:
             ctx.mark_non_differentiable(p)
             return e, p
@@ -317,16 +378,22 @@ class AdjointExpval(torch.autograd.Function):
         need_mat = [any(need[m + j * m : m + (j + 1) * m]) for j in range(plan.n_layers)]
         grads_mats: list[list[torch.Tensor | None]] = [[None] * m for _ in range(plan.n_layers)]
         layers = _block_matrices(plan, mats_in)
-        phi = ctx.state
-        ctx.state = None
+        phi, stored = ctx.state, ctx.stored
+        ctx.state = ctx.stored = None
         if phi is None:  # a second backward through the same graph (retain_graph, Jacobians): recompute
-            phi = forward_state(plan, vecs, mats_in, buffered=True)
+            stored = [] if store_fits(plan, vecs[0].real.element_size()) else None
+            phi = forward_state(plan, vecs, mats_in, buffered=True, store=stored)
         g = g.to(phi.real.dtype if phi.is_complex() else phi.dtype)
-        spare_phi = torch.empty_like(phi)
-        lam = adjoint_seed(phi, g, plan, torch.empty_like(phi))
-        spare_lam = torch.empty_like(phi)
+        lam = adjoint_seed(phi, g, plan, workspace.take(phi.shape, phi.dtype, phi.device))
+        spare_lam = workspace.take(phi.shape, phi.dtype, phi.device)
+        if stored is not None:  # block inputs kept by the forward: no un-applying of psi
+            workspace.give(phi)
+            phi = spare_phi = None
+        else:
+            spare_phi = workspace.take(phi.shape, phi.dtype, phi.device)
         if plan.trailing:
-            phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
+            if stored is None:
+                phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
             lam, spare_lam = apply_entangler(lam, plan, spare_lam, inverse=True)
         # Complex mode tracks mu = conj(lambda): then the block gradient conj(mu^T psi^T) and the product-state
         # gradient need no conjugated copy of a state-sized tensor (torch would materialise one for a conj view).
@@ -338,26 +405,42 @@ class AdjointExpval(torch.autograd.Function):
             blocks = layers[j - 1]
             for i in range(m - 1, -1, -1):
                 mat = blocks[i]
-                if need_mat[j - 1] or mat_earlier:  # psi before this block: for its gradient or earlier ones
+                if stored is not None:
+                    phi = stored[j - 1][i]
+                elif need_mat[j - 1] or mat_earlier:  # psi before this block: for its gradient or earlier ones
                     phi, spare_phi = unapply_block(phi, mat, spare_phi), phi
                 if need_mat[j - 1]:
                     grads_mats[j - 1][i] = _block_grad(lam, phi, mat.shape[-1], plan)
+                if stored is not None:
+                    stored[j - 1][i] = None
+                    workspace.give(phi)
                 if (need_mat[j - 1] and i > 0) or mat_earlier or need_vec:
                     lam, spare_lam = unapply_block(lam, mat, spare_lam, conjugate=conj), lam
-            if mat_earlier:
+            if mat_earlier and stored is None:
                 phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
             if mat_earlier or need_vec:
                 lam, spare_lam = apply_entangler(lam, plan, spare_lam, inverse=True)
-        del phi, spare_phi
+        if stored is not None:  # layers the early exit skipped
+            workspace.give(*(t for layer in stored for t in layer))
+        else:
+            workspace.give(phi, spare_phi)
+        del phi, spare_phi, stored
         grads_vecs: list[torch.Tensor | None] = [None] * m
         if need_vec:
             if plan.mode == "stacked":
                 b = plan.batch
                 lam0 = torch.complex(lam[:b], lam[b:])
+                workspace.give(lam)
             else:
                 lam0 = lam
+            workspace.give(spare_lam)
             del lam, spare_lam
             grads_vecs = _product_state_grads(lam0, vecs, plan.batch, conjugated=conj)
+            if plan.mode != "stacked":
+                workspace.give(lam0)
+            del lam0
+        else:
+            workspace.give(lam, spare_lam)
         out = []
         for v, gv in zip(vecs, grads_vecs):
             out.append(_reduce(gv, v))

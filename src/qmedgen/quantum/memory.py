@@ -7,7 +7,11 @@ qubits, the batch and the bytes needed vs available lets the user shrink the bat
 Copies of the batch state held at the peak (one copy = ``batch * 2**n`` amplitudes):
 forward only 3 (product state, two ping-pong buffers), forward + adjoint backward 5 (saved final state, one spare
 for psi, two for lambda, plus the complex lambda at the end). Everything else (block matrices, sign vectors, the
-CNOT permutation) is counted as a small constant.
+CNOT permutation) is counted as a small constant. Not counted: the block inputs the forward keeps for a faster
+backward, because the engine keeps them only when they need at most ``engine.STORE_MAX_BYTES`` (1 GiB) and a quarter
+of the free memory; and the CPU buffers :mod:`qmedgen.quantum.workspace` keeps between calls (at most
+``workspace.MAX_BYTES``, 2 GiB; they show in the free memory this check reads, and a refused request retries after
+releasing them).
 
 Guidance (float32 parameters, complex state, training = forward + backward; float64 doubles everything):
 
@@ -29,6 +33,7 @@ import os
 import torch
 
 from qmedgen.errors import ResourceError
+from qmedgen.quantum import workspace
 
 FORWARD_COPIES = 3
 BACKWARD_COPIES = 5
@@ -97,6 +102,9 @@ def check_fits(
     """
     need = estimate_bytes(n_qubits, batch, dtype, backward=backward, complex_state=complex_state)
     avail = available_bytes(device)
+    if avail is not None and need > avail and workspace.held_bytes():
+        workspace.clear()  # pooled buffers of earlier calls: give them back and look again
+        avail = available_bytes(device)
     limit = os.environ.get("QMEDGEN_MEMORY_LIMIT")
     if limit:
         avail = int(float(limit)) if avail is None else min(avail, int(float(limit)))
