@@ -185,3 +185,6 @@ def test_cell_killed_mid_training_resumes_its_run(monkeypatch, tmp_path):
     a, b = weights(straight), weights(resumed)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert _default_train("toy", overrides, tmp_path / "b", progress=False) == resumed  # finished: reused
+    changed = {**overrides, "model.hidden": 8}  # another config: never resumed into the old run
+    other = _default_train("toy", changed, tmp_path / "b", progress=False)
+    assert other != resumed and other.name.startswith("00001-")

@@ -156,16 +156,21 @@ class State:
 # ---------------------------------------------------------------------------------------------------- runner
 
 def _default_train(model: str, overrides: dict, run_root: Path, progress: bool = True) -> Path:
-    """Train a cell. A run a kill left unfinished (status running or interrupted, with a checkpoint) continues
-    from its latest checkpoint, exactly as if never stopped; one that finished before its cell was recorded is
-    reused; anything else starts a new run."""
-    from qmedgen.fileio import read_json
-    from qmedgen.train.api import train
+    """Train a cell. If the cell's last run has exactly this config, a kill left it unfinished (status running or
+    interrupted) and it has a checkpoint, it continues from there, as if never stopped; if it finished before the
+    cell was recorded, it is reused; anything else starts a new run."""
+    from qmedgen.config import to_dict
+    from qmedgen.fileio import json_default, read_json
+    from qmedgen.train.api import resolve_config, train
     from qmedgen.train.rundir import list_runs
 
     runs = list_runs(run_root)
-    if runs and (runs[-1] / "status.json").is_file():
-        state = read_json(runs[-1] / "status.json").get("state")
+    if runs and (runs[-1] / "status.json").is_file() and (runs[-1] / "config.json").is_file():
+        family, config = resolve_config(model, dict(overrides))
+        config.train.out_dir = str(run_root)
+        wanted = json.loads(json.dumps({"family": family.name, **to_dict(config)}, default=json_default))
+        same = read_json(runs[-1] / "config.json") == wanted
+        state = read_json(runs[-1] / "status.json").get("state") if same else None
         if state == "finished":
             return runs[-1]
         if state in ("running", "interrupted") and (runs[-1] / "checkpoints" / "latest.json").is_file():
