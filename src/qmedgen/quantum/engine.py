@@ -313,16 +313,17 @@ def forward_state(plan: Plan, vecs, mats, buffered: bool, store: list | None = N
     return x
 
 
-def store_fits(plan: Plan, element_size: int) -> bool:
+def store_fits(plan: Plan, like: torch.Tensor) -> bool:
     """Whether keeping every block input for the backward fits :data:`STORE_MAX_BYTES` and a quarter of the free
-    memory (otherwise the backward un-applies the blocks: slower, but lean)."""
+    memory of ``like``'s device (otherwise the backward un-applies the blocks: slower, but lean)."""
     from qmedgen.quantum.memory import available_bytes
 
     n_states = plan.n_layers * len(plan.blocks)
-    need = n_states * plan.batch * (2 if plan.mode == "stacked" else 1) * 2**plan.n * element_size
+    amps = plan.batch * (2 if plan.mode == "stacked" else 1) * 2**plan.n
+    need = n_states * amps * like.real.element_size()
     if n_states == 0 or need > STORE_MAX_BYTES:
         return False
-    avail = available_bytes("cpu") if STORE_MAX_BYTES else None
+    avail = available_bytes(like.device)
     return avail is None or need <= avail // 4
 
 
@@ -340,7 +341,7 @@ class AdjointExpval(torch.autograd.Function):
         vecs, flat = list(tensors[:m]), tensors[m:]
         mats = [list(flat[j * m : (j + 1) * m]) for j in range(plan.n_layers)]
         grad = any(ctx.needs_input_grad[1:])
-        store = [] if grad and store_fits(plan, tensors[0].real.element_size()) else None
+        store = [] if grad and store_fits(plan, tensors[0]) else None
         x = forward_state(plan, vecs, mats, buffered=True, store=store)
         p = probabilities_from_state(x, plan)
         e = expectations(p, plan.n)
@@ -381,7 +382,7 @@ class AdjointExpval(torch.autograd.Function):
         phi, stored = ctx.state, ctx.stored
         ctx.state = ctx.stored = None
         if phi is None:  # a second backward through the same graph (retain_graph, Jacobians): recompute
-            stored = [] if store_fits(plan, vecs[0].real.element_size()) else None
+            stored = [] if store_fits(plan, vecs[0]) else None
             phi = forward_state(plan, vecs, mats_in, buffered=True, store=stored)
         g = g.to(phi.real.dtype if phi.is_complex() else phi.dtype)
         lam = adjoint_seed(phi, g, plan, workspace.take(phi.shape, phi.dtype, phi.device))
