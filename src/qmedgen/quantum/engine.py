@@ -288,14 +288,8 @@ def forward_state(plan: Plan, vecs, mats, buffered: bool, store: list | None = N
     Function). ``store`` (a list, with ``buffered``) receives, per layer, the state before each block: the
     backward then reads them instead of un-applying every block from the final state."""
     x, layers = _initial_state(plan, vecs, buffered), _block_matrices(plan, mats)
-    if not buffered:
-        for blocks in layers:
-            x, _ = apply_entangler(x, plan)
-            x, _ = apply_blocks(x, blocks)
-        if plan.trailing:
-            x, _ = apply_entangler(x, plan)
-        return x
-    buf = workspace.take(x.shape, x.dtype, x.device) if layers or plan.entangler.startswith("cnot") else None
+    buffered = buffered and bool(layers or plan.entangler.startswith("cnot"))
+    buf = workspace.take(x.shape, x.dtype, x.device) if buffered else None  # None: plain autograd-friendly ops
     for blocks in layers:
         x, buf = apply_entangler(x, plan, buf)
         if store is None:
