@@ -15,6 +15,7 @@ benchmarks/RESULTS.md with date, machine, versions and the load average (``conte
     python benchmarks/bench_engine.py            # full run (several minutes on 2 cores, mostly baseline (a))
     python benchmarks/bench_engine.py --quick    # smaller baseline samples
     python benchmarks/bench_engine.py --device cuda
+    python benchmarks/bench_engine.py --interleave 3 --a-circuits 10   # spread of the ratio vs (a)
 """
 
 from __future__ import annotations
@@ -207,6 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
     p.add_argument("--note", default="", help="free text for the results line (e.g. 'contended')")
     p.add_argument("--big", action="store_true", help="only the memory check: 20 qubits x 320 circuits fwd+bwd")
+    p.add_argument("--interleave", type=int, default=0, metavar="K",
+                   help="only the ratio vs (a), K times per case, (a) and qmedgen timed back to back (baseline (a) "
+                        "varies from run to run; this gives the spread of the ratio)")
     args = p.parse_args(argv)
     device = torch.device(args.device)
     repeats = args.repeats or (2 if args.quick else 5)
@@ -221,6 +225,18 @@ def main(argv: list[str] | None = None) -> int:
         line = big_run(20, 320, device)
         if not args.no_append:
             append_lines([f"\n{_stamp(device, load, contended, args)}\n\n{versions()}; {line}"])
+        return 0
+    if args.interleave:
+        lines = []
+        for case in cases():
+            for rep in range(args.interleave):
+                ta = time_lightning_per_circuit(case, a_circuits) * case.batch * case.k
+                t, _ = time_qmedgen(case, device, repeats)
+                lines.append(f"{case.name}, repeat {rep + 1}: (a) {ta:.1f} s, qmedgen {t:.3f} s -> {ta / t:.1f}x")
+                print(lines[-1], flush=True)
+        if not args.no_append:
+            append_lines([f"\n{_stamp(device, load, contended, args)}; interleaved (a) vs qmedgen, (a) from "
+                          f"{a_circuits} circuits\n", *(f"- {x}" for x in lines)])
         return 0
     rows = []
     ours = {}
