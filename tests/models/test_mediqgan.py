@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
@@ -262,6 +264,30 @@ def test_critic_and_gradient_penalty(kind):
     assert not torch.allclose(critic(real, y), critic(real, (y + 1) % 3))
     with pytest.raises(ConfigError, match="critic"):
         ConditionalCritic(3, 28, 3, kind="hinge")
+
+
+def test_gradient_penalty_precision_follows_the_autocast_choice():
+    """Default: float32 even inside a bf16 autocast region (bit-identical to no region); ``in_autocast=True``: the
+    region's bf16, close to float32 in value and weight gradient."""
+    torch.manual_seed(0)
+    critic = ConditionalCritic(3, 28, 3, widths=(16, 16, 16), embed_dim=8)
+    real, fake = torch.rand(6, 3, 28, 28) * 2 - 1, torch.rand(6, 3, 28, 28) * 2 - 1
+    y = torch.tensor([0, 1, 2, 0, 1, 2])
+    params = list(critic.features.parameters())
+
+    def penalty(region: bool, in_autocast: bool):
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if region else contextlib.nullcontext()
+        with ctx:
+            gp = gradient_penalty(critic, real, fake, y, torch.Generator().manual_seed(3), in_autocast=in_autocast)
+        return gp, torch.cat([g.flatten() for g in torch.autograd.grad(gp, params)])
+
+    exact, g_exact = penalty(False, False)
+    same, g_same = penalty(True, False)
+    assert torch.equal(exact, same) and torch.equal(g_exact, g_same)
+    half, g_half = penalty(True, True)
+    assert not torch.equal(g_half, g_exact)  # it did run in bf16
+    assert abs(half.item() - exact.item()) <= 0.01 * exact.item()
+    assert (g_half - g_exact).norm() <= 0.05 * g_exact.norm()
 
 
 def test_grayscale_images():

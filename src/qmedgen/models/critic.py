@@ -12,6 +12,8 @@ unbounded score, ``"bce"`` a logit).
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -66,14 +68,19 @@ def gradient_penalty(
     fake: torch.Tensor,
     y: torch.Tensor,
     generator: torch.Generator | None = None,
+    in_autocast: bool = False,
 ) -> torch.Tensor:
     """WGAN-GP penalty ``E[(||grad_x D(x_hat, y)||_2 - 1)^2]`` on random interpolates (Gulrajani et al. 2017).
 
-    Computed in float32 outside autocast: the double backward is sensitive to half precision.
+    Computed in float32 outside autocast by default (the double backward is sensitive to float16).
+    ``in_autocast=True`` keeps the caller's autocast region instead: with bfloat16 (what ``train.amp`` uses) the
+    penalty agreed with float32 within 0.1 % and its weight gradient within 1.0-1.6 % on the 64 px critic (the
+    bfloat16 error of the adversarial term's gradient is 1.5 %), and a critic update took a third less time.
     """
     alpha = torch.rand(real.shape[0], 1, 1, 1, generator=generator, device=real.device, dtype=torch.float32)
     x_hat = (alpha * real.float() + (1 - alpha) * fake.float()).requires_grad_(True)
-    with torch.autocast(device_type=real.device.type, enabled=False):
+    region = contextlib.nullcontext() if in_autocast else torch.autocast(device_type=real.device.type, enabled=False)
+    with region:
         score = critic(x_hat, y)
-    (grad,) = torch.autograd.grad(score.sum(), x_hat, create_graph=True)
-    return ((grad.flatten(1).norm(2, dim=1) - 1) ** 2).mean()
+        (grad,) = torch.autograd.grad(score.float().sum(), x_hat, create_graph=True)
+    return ((grad.float().flatten(1).norm(2, dim=1) - 1) ** 2).mean()
