@@ -42,3 +42,22 @@ def test_small_request_runs_under_the_limit(monkeypatch):
     monkeypatch.setenv("QMEDGEN_MEMORY_LIMIT", "1e8")
     a = Ansatz(4, 1)
     assert expval(a, torch.zeros(2, 4), torch.zeros(1, 1, 4)).shape == (2, 4)
+
+
+def test_chunked_cpu_requests_are_judged_by_their_chunked_footprint(monkeypatch):
+    """On the CPU ``expval`` keeps one batch-sized copy (the final states) and chunk-sized work buffers, so a request
+    the unchunked model would refuse runs; the same request without chunking is still refused."""
+    from qmedgen.quantum import engine
+
+    assert estimate_bytes(20, 320, torch.float32, chunk=1) < 3 * 2**30 < estimate_bytes(20, 320, torch.float32)
+    assert estimate_bytes(16, 320, chunk=320) == estimate_bytes(16, 320)  # one chunk: nothing saved
+    monkeypatch.setenv("QMEDGEN_MEMORY_LIMIT", "6e6")
+    a = Ansatz(12, 1)
+    x = torch.rand(64, 12, requires_grad=True)
+    w = torch.rand(1, 1, 12)
+    monkeypatch.setattr(engine, "CHUNK_BYTES", 2**16)  # 2 circuits of 12 qubits (complex64) per chunk
+    expval(a, x, w).sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    monkeypatch.setattr(engine, "CHUNK_BYTES", 2**40)
+    with pytest.raises(ResourceError):
+        expval(a, x, w)

@@ -6,7 +6,10 @@ qubits, the batch and the bytes needed vs available lets the user shrink the bat
 
 Copies of the batch state held at the peak (one copy = ``batch * 2**n`` amplitudes):
 forward only 3 (product state, two ping-pong buffers), forward + adjoint backward 5 (saved final state, one spare
-for psi, two for lambda, plus the complex lambda at the end). Everything else (block matrices, sign vectors, the
+for psi, two for lambda, plus the complex lambda at the end). ``expval`` on the CPU runs the batch in
+cache-sized chunks: there only the saved final states are batch-sized and the rest is per chunk (``chunk=``;
+20 qubits x 320 circuits forward + backward measured 2.8 GiB peak RSS instead of 10.3).
+Everything else (block matrices, sign vectors, the
 CNOT permutation) is counted as a small constant. Not counted: the block inputs the forward keeps for a faster
 backward, because the engine keeps them only when they need at most ``engine.STORE_MAX_BYTES`` (1 GiB) and a quarter
 of the free memory; and the CPU buffers :mod:`qmedgen.quantum.workspace` keeps between calls (at most
@@ -49,20 +52,30 @@ def estimate_bytes(
     dtype: torch.dtype = torch.float32,
     backward: bool = True,
     complex_state: bool = True,
+    chunk: int | None = None,
 ) -> int:
     """Peak bytes the engine needs for ``batch`` circuits of ``n_qubits`` (float32/float64 parameters).
 
     ``complex_state=False`` is the all-real case (RY/CZ/CNOT circuits with an RY or no encoding and <X>/<Z>
     readout). Example: 16 qubits x 320 circuits, float32, backward: 5 x 320 x 65536 x 8 B = 0.84 GB; 20 qubits:
     13.4 GB; on a GPU keep this below the free device memory (``torch.cuda.mem_get_info``).
+
+    ``chunk``: circuits per chunk when ``expval`` runs the batch in chunks (the CPU, see
+    :func:`qmedgen.quantum.engine.chunk_spans`): then only the final states (one batch copy, kept for the
+    backward) are batch-sized and the working buffers are chunk-sized: 20 qubits x 320 circuits need ~2.7 GB.
     """
     real = torch.float64 if dtype in (torch.float64, torch.complex128) else torch.float32
     amp = _itemsize(real) * (2 if complex_state else 1)
     copies = BACKWARD_COPIES if backward else FORWARD_COPIES
     state = batch * (2**n_qubits) * amp
+    if chunk is not None and chunk < batch:
+        state_chunk = max(1, chunk) * (2**n_qubits) * amp
+        work = (1 if backward else 0) * state + copies * state_chunk
+    else:
+        work = copies * state
     # cached constants: CZ signs / CNOT permutations (int64) and two readout sign tables
     constants = (2**n_qubits) * (8 * 2 + _itemsize(real))
-    return copies * state + constants + (1 << 20)
+    return work + constants + (1 << 20)
 
 
 def available_bytes(device: torch.device | str) -> int | None:
@@ -95,12 +108,13 @@ def check_fits(
     device: torch.device | str,
     backward: bool,
     complex_state: bool = True,
+    chunk: int | None = None,
 ) -> int:
     """Raise :class:`ResourceError` when the simulation cannot fit; returns the estimate otherwise.
 
     ``QMEDGEN_MEMORY_LIMIT`` (bytes, e.g. ``8e9``) caps the memory the engine may assume available.
     """
-    need = estimate_bytes(n_qubits, batch, dtype, backward=backward, complex_state=complex_state)
+    need = estimate_bytes(n_qubits, batch, dtype, backward=backward, complex_state=complex_state, chunk=chunk)
     avail = available_bytes(device)
     if avail is not None and need > avail and workspace.held_bytes():
         workspace.clear()  # pooled buffers of earlier calls: give them back and look again

@@ -154,16 +154,20 @@ class _Prepared:
     def requires_grad(self) -> bool:
         return torch.is_grad_enabled() and any(t.requires_grad for t in (*self.vecs, *self.mats))
 
-    def check_memory(self, backward: bool | None = None) -> None:
+    def check_memory(self, backward: bool | None = None, chunked: bool = False) -> None:
+        """``chunked``: the request runs through :class:`engine.AdjointExpval`, chunk by chunk on the CPU."""
         backward = self.requires_grad() if backward is None else backward
-        check_fits(
-            self.plan.n, self.plan.batch, self.dtype, self.device, backward, complex_state=self.plan.mode != "real"
-        )
+        chunk = None
+        if chunked:
+            spans = engine.chunk_spans(self.plan, self.vecs[0])
+            chunk = spans[0][1] - spans[0][0]
+        check_fits(self.plan.n, self.plan.batch, self.dtype, self.device, backward,
+                   complex_state=self.plan.mode != "real", chunk=chunk)
 
 
 def _exact(prep: _Prepared, return_probs: bool = False):
     """Run the adjoint Function: ``[B, n]`` expectations (and ``[B, 2**n]`` probabilities if asked)."""
-    prep.check_memory()
+    prep.check_memory(chunked=not return_probs)  # the probabilities of the whole batch are returned otherwise
     plan = dataclasses.replace(prep.plan, return_probs=True) if return_probs else prep.plan
     return engine.AdjointExpval.apply(plan, *prep.vecs, *prep.mats)
 
