@@ -244,6 +244,7 @@ def test_chunked_circuits_match_reference(opts, store, shared, monkeypatch):
 
     mode = "real" if opts is REAL else ("stacked" if opts is MEDIQ else "complex")
     monkeypatch.setattr(engine, "CHUNK_BYTES", 2 * 2**5 * 8 * (1 if mode == "real" else 2))  # 2 float64 circuits
+    monkeypatch.setattr(engine.torch, "get_num_threads", lambda: 1)  # (the chunk budget is per thread)
     if not store:
         monkeypatch.setattr(engine, "STORE_MAX_BYTES", 0)
     a = Ansatz(5, 3, **opts)

@@ -55,7 +55,7 @@ def test_chunked_cpu_requests_are_judged_by_their_chunked_footprint(monkeypatch)
     a = Ansatz(12, 1)
     x = torch.rand(64, 12, requires_grad=True)
     w = torch.rand(1, 1, 12)
-    monkeypatch.setattr(engine, "CHUNK_BYTES", 2**16)  # 2 circuits of 12 qubits (complex64) per chunk
+    monkeypatch.setattr(engine, "CHUNK_BYTES", 2**16 // torch.get_num_threads())  # ~2 circuits of 12 qubits
     expval(a, x, w).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
     monkeypatch.setattr(engine, "CHUNK_BYTES", 2**40)

@@ -19,10 +19,10 @@ Why it is fast
   computed from two marginals of the probabilities (top and bottom halves of the wires): no per-qubit passes.
 * Cache-sized chunks (CPU): a block matmul does only 16 multiply-adds per amplitude, so streaming a large batch
   from memory once per block leaves the cores waiting. The circuits are therefore run a chunk at a time (about
-  :data:`CHUNK_BYTES` per state buffer) through every layer, forward and backward, so that a chunk's buffers stay
-  in the last-level cache. MediQ-GAN's circuit at batch 64 (320 circuits): 2.6 -> 1.95 s forward + backward;
-  the diffusion circuit at batch 64: 0.24 -> 0.19 s (benchmarks/RESULTS.md). Every quantity is per circuit, so
-  chunking does not change any result.
+  :data:`CHUNK_BYTES` per torch thread per state buffer) through every layer, forward and backward, so that a
+  chunk's buffers stay in the last-level cache. MediQ-GAN's circuit at batch 64 (320 circuits): 2.6 -> 1.95 s
+  forward + backward; the diffusion circuit at batch 64: 0.24 -> 0.19 s (benchmarks/RESULTS.md). Every quantity
+  is per circuit, so chunking does not change any result.
 
 Why it is lean (adjoint method)
 -------------------------------
@@ -61,7 +61,7 @@ from qmedgen.quantum import workspace
 
 BLOCK_QUBITS = 4  # ~16x16 blocks: fastest measured for real and complex GEMMs on CPU (see benchmarks/RESULTS.md)
 STORE_MAX_BYTES = 2**30  # keep every block's input state for the backward when they need at most this much
-CHUNK_BYTES = 4 * 2**20  # CPU: circuits per chunk so that one state buffer of the chunk holds about this much
+CHUNK_BYTES = 2 * 2**20  # CPU: state bytes per chunk buffer and per torch thread (2 threads: 4 MiB, measured best)
 
 
 def block_sizes(n: int, k: int = BLOCK_QUBITS) -> tuple[int, ...]:
@@ -337,7 +337,7 @@ def chunk_spans(plan: Plan, like: torch.Tensor) -> list[tuple[int, int]]:
         return [(0, plan.batch)]
     rows = 2 if plan.mode == "stacked" else 1
     itemsize = 2 * like.real.element_size() if plan.mode == "complex" else like.real.element_size()
-    step = max(1, CHUNK_BYTES // (rows * 2**plan.n * itemsize))
+    step = max(1, CHUNK_BYTES * torch.get_num_threads() // (rows * 2**plan.n * itemsize))
     return [(s, min(s + step, plan.batch)) for s in range(0, plan.batch, step)]
 
 
