@@ -306,12 +306,16 @@ def test_upsample_conv_equals_upsampling_then_conv():
     from qmedgen.models.mediqgan import upsample_conv3x3
 
     g = torch.Generator().manual_seed(0)
-    for h, w, bias in [(4, 4, True), (3, 5, False), (1, 1, True)]:
-        x = torch.randn(2, 3, h, w, generator=g, dtype=torch.float64, requires_grad=True)
+    for h, w, bias, cl in [(4, 4, True, False), (3, 5, False, False), (1, 1, True, False), (3, 5, True, True)]:
+        x = torch.randn(2, 3, h, w, generator=g, dtype=torch.float64)
+        if cl:  # channels-last maps stay channels-last (what the trainer uses on the CPU)
+            x = x.contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
         conv = torch.nn.Conv2d(3, 4, 3, padding=1, bias=bias).double()
         ref = conv(F.interpolate(x, scale_factor=2, mode="nearest"))
         out = upsample_conv3x3(x, conv.weight, conv.bias)
         assert out.shape == ref.shape and torch.allclose(out, ref, atol=1e-12)
+        assert out.is_contiguous(memory_format=torch.channels_last if cl else torch.contiguous_format)
         cot = torch.randn(ref.shape, generator=g, dtype=torch.float64)
         params = [x, conv.weight] + ([conv.bias] if bias else [])
         for a, b in zip(torch.autograd.grad(out, params, cot), torch.autograd.grad(ref, params, cot)):

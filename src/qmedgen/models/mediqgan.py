@@ -239,8 +239,18 @@ def upsample_conv3x3(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     o, (n, _, h, wd) = w.shape[0], x.shape
     y = F.conv2d(x, torch.cat(kernels), None if bias is None else bias.repeat(4), padding=1)
     y = y.view(n, 2, 2, o, h + 1, wd + 1)  # out row p reads low rows p-1, p: phase a takes rows a .. a+h-1
-    phases = [torch.stack([y[:, a, b, :, a : a + h, b : b + wd] for b in (0, 1)], -1) for a in (0, 1)]
-    return torch.stack(phases, -3).reshape(n, o, 2 * h, 2 * wd)  # [n, o, h, 2(a), w, 2(b)] -> [n, o, 2h, 2w]
+    # interleave the phases in one pass, into x's memory format (a channels-last conv after an NCHW map would
+    # first copy it: measured 30 ms per 30 x 64 x 64 x 64 map on the project's CPU)
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        base = y.new_empty(n, h, 2, wd, 2, o)
+        out, image = base.permute(0, 5, 1, 2, 3, 4), base.view(n, 2 * h, 2 * wd, o).permute(0, 3, 1, 2)
+    else:
+        base = out = y.new_empty(n, o, h, 2, wd, 2)  # [n, o, h, 2(a), w, 2(b)] = [n, o, 2h, 2w]
+        image = base.view(n, o, 2 * h, 2 * wd)
+    for a in (0, 1):
+        for b in (0, 1):
+            out[:, :, :, a, :, b] = y[:, a, b, :, a : a + h, b : b + wd]
+    return image
 
 
 class UpBlock(nn.Module):
@@ -342,7 +352,7 @@ class PrototypeSkips(nn.Module):
 
     def inject(self, layout: torch.Tensor, stage: int, h: torch.Tensor) -> torch.Tensor:
         m = F.interpolate(layout, size=h.shape[-2:], mode="bilinear", align_corners=False)
-        return h + self.scales[stage] * self.proj[stage](m).to(h.dtype)
+        return torch.addcmul(h, self.scales[stage].to(h.dtype), self.proj[stage](m).to(h.dtype))  # one pass
 
 
 # ---------------------------------------------------------------------------------------------------------------
