@@ -39,7 +39,7 @@ from qmedgen.errors import ConfigError
 from qmedgen.models.critic import ConditionalCritic, gradient_penalty
 from qmedgen.models.mediqgan import MediQGANGenerator, ModelConfig
 from qmedgen.models.prototypes import class_mean_features, load_prototypes, resolve_extractor, save_prototypes
-from qmedgen.train.loop import DataSpec, TrainingData
+from qmedgen.train.loop import DataSpec, TrainingData, adam
 from qmedgen.train.loop import Trainer as LoopTrainer
 from qmedgen.train.sections import DataConfig, TrainConfig
 
@@ -149,8 +149,8 @@ class Trainer(LoopTrainer):
                "prototypes": o.lr_prototypes}
         groups = [{"params": ps, "lr": lrs[name], "name": name}
                   for name, ps in self.generator.param_groups().items() if ps]
-        self.opt_g = torch.optim.Adam(groups, betas=tuple(o.g_betas))
-        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=o.lr_critic, betas=tuple(o.d_betas))
+        self.opt_g = adam(groups, betas=tuple(o.g_betas))
+        self.opt_d = adam(self.critic.parameters(), lr=o.lr_critic, betas=tuple(o.d_betas))
         self.ratio_ema: float | None = None
         self.ratio_r0: float | None = g.noise_bound_r0
         self._uses_noise_bound = self.generator.uses_noise_bound

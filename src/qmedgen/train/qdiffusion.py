@@ -162,9 +162,7 @@ class Trainer(loop.Trainer):
         self.model = build_model(config.model, spec).to(device)
         self.ema = ema_copy(self.model)
         self.null_label = self.model.n_classes
-        self.opt = torch.optim.Adam(
-            self.model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay
-        )
+        self.opt = loop.adam(self.model.parameters(), lr=o.lr, betas=(o.beta1, o.beta2), weight_decay=o.weight_decay)
         self.schedule = make_schedule(d.schedule, d.timesteps)
         sampler_name, self.weighting = training_policy(d.schedule, d.timestep_sampler, d.loss_weighting)
         self.timesteps = make_timestep_sampler(

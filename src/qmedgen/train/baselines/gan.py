@@ -67,7 +67,7 @@ class GANConfig:
 def make_optimizer(params: Any, cfg: GANOptimConfig, lr: float, betas: list[float]) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr)
-    return torch.optim.Adam(params, lr=lr, betas=tuple(betas))
+    return loop.adam(params, lr=lr, betas=tuple(betas))
 
 
 def d_loss(kind: str, d_real: torch.Tensor, d_fake: torch.Tensor) -> torch.Tensor:
