@@ -267,3 +267,7 @@ def test_chunked_circuits_match_reference(opts, store, shared, monkeypatch):
     jac = torch.autograd.functional.jacobian(lambda v: expval(a, x.detach(), v), w.detach())
     ref_jac = torch.autograd.functional.jacobian(lambda v: ref.expval(a, x.detach(), v), w.detach())
     assert torch.allclose(jac, ref_jac, atol=1e-10)
+    out = expval(a, x, w)
+    monkeypatch.setattr(engine.torch, "get_num_threads", lambda: 3)  # the thread count changes before backward
+    for g, r in zip(grads(out, [x, w], cot), grads(ref.expval(a, x, w), [x, w], cot)):
+        assert torch.allclose(g, r, atol=1e-10)

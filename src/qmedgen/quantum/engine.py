@@ -367,8 +367,9 @@ class AdjointExpval(torch.autograd.Function):
         mats = [list(flat[j * m : (j + 1) * m]) for j in range(plan.n_layers)]
         grad = any(ctx.needs_input_grad[1:])
         keep = grad and store_fits(plan, tensors[0])
+        spans = chunk_spans(plan, tensors[0])
         states, stores, es, ps = [], [], [], []
-        for s, e in chunk_spans(plan, tensors[0]):
+        for s, e in spans:
             sub, v, mm = _chunk(plan, vecs, mats, s, e)
             store = [] if keep else None
             x = forward_state(sub, v, mm, buffered=True, store=store)
@@ -382,7 +383,7 @@ class AdjointExpval(torch.autograd.Function):
                 stores.append(store)
             else:
                 workspace.give(x)
-        ctx.plan = plan
+        ctx.plan, ctx.spans = plan, spans  # the backward must split as the forward did (threads may change)
         ctx.state, ctx.stored = (states, stores) if grad else (None, None)
         if grad:
             ctx.save_for_backward(*tensors)  # small; saved as inputs so in-place changes are detected
@@ -410,18 +411,18 @@ class AdjointExpval(torch.autograd.Function):
         need = ctx.needs_input_grad[1:]
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward, see _differentiable_vjp
             return (None, *_differentiable_vjp(plan, vecs, mats_in, g, need))
-        spans = chunk_spans(plan, saved[0])
-        states, stores = ctx.state, ctx.stored
+        spans, states, stores = ctx.spans, ctx.state, ctx.stored
         ctx.state = ctx.stored = None
-        if states is None:  # a second backward through the same graph (retain_graph, Jacobians): recompute
+        recompute = states is None  # a second backward through the same graph (retain_graph, Jacobians)
+        if recompute:
             states = stores = [None] * len(spans)
-            recompute_store = store_fits(plan, saved[0])
+        keep = recompute and store_fits(plan, saved[0])
         inputs = [*vecs, *[mm for layer in mats_in for mm in layer]]
         parts: list[list[torch.Tensor]] = [[] for _ in inputs]
         for (s, e), phi, stored in zip(spans, states, stores):
             sub, v, mm = _chunk(plan, vecs, mats_in, s, e)
             if phi is None:
-                stored = [] if recompute_store else None
+                stored = [] if keep else None
                 phi = forward_state(sub, v, mm, buffered=True, store=stored)
             grads = _backward_chunk(sub, v, mm, phi, stored, g[s:e], need)
             for part, gk, t in zip(parts, grads, inputs):
