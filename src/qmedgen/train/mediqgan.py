@@ -226,7 +226,6 @@ class Trainer(LoopTrainer):
             if wgan:
                 loss_d = d_fake.mean() - d_real.mean() + cfg.gan.gp_weight * gp
             else:
-                gp = d_real.new_zeros(())
                 loss_d = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
             self.optimize(loss_d, self.opt_d, clip=clip)
 
