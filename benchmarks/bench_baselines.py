@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from _results import append_section
+from qmedgen.train.allocator import retain_freed_memory
 from qmedgen.train.api import resolve_config
 from qmedgen.train.distributed import Dist
 from qmedgen.train.loop import BatchStream, DataSpec, TrainingData, seed_everything
@@ -70,6 +71,7 @@ def main() -> None:
     ap.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as `qmedgen train` does (qmedgen.train.allocator)
     device = torch.device(args.device)
     lines = []
     for name in args.only or NAMES:

@@ -22,6 +22,7 @@ import torch
 
 from _results import append_section
 from qmedgen.config import from_dict
+from qmedgen.train.allocator import retain_freed_memory
 from qmedgen.train.distributed import Dist
 from qmedgen.train.loop import BatchStream, DataSpec, TrainingData, seed_everything
 from qmedgen.train.mediqgan import Config, Trainer
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as `qmedgen train` does (qmedgen.train.allocator)
     device = torch.device(args.device)
     lines = []
     for name in args.only or list(CONFIGS):

@@ -30,6 +30,7 @@ import torch
 
 from _results import append_section
 from qmedgen.config import from_dict
+from qmedgen.train.allocator import retain_freed_memory
 from qmedgen.train.distributed import Dist
 from qmedgen.train.loop import BatchStream, DataSpec, TrainingData, load_training_data, seed_everything
 from qmedgen.train.qdiffusion import Config, Trainer
@@ -199,6 +200,7 @@ def main() -> None:
     ap.add_argument("--no-append", action="store_true", help="print only; do not append to RESULTS.md")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    retain_freed_memory()  # as `qmedgen train` does (qmedgen.train.allocator)
     device = torch.device(args.device)
     parts = set(args.parts.split(","))
     lines = []

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import pytest
 import torch
 
 from qmedgen.config import from_dict
 from qmedgen.errors import ConfigError
-from qmedgen.models.critic import ConditionalCritic, gradient_penalty
+from qmedgen.models.critic import ConditionalCritic, PenaltyLeakyReLU, gradient_penalty
 from qmedgen.models.mediqgan import MediQGANGenerator, ModelConfig
 from qmedgen.models.mediqgan_quantum import MatchedMLP, mediqgan_ansatz, subgenerator_sites
 from qmedgen.quantum import QuantumLayer, expval
@@ -288,6 +289,45 @@ def test_gradient_penalty_precision_follows_the_autocast_choice():
     assert not torch.equal(g_half, g_exact)  # it did run in bf16
     assert abs(half.item() - exact.item()) <= 0.01 * exact.item()
     assert (g_half - g_exact).norm() <= 0.05 * g_exact.norm()
+
+
+def test_penalty_leaky_relu_skips_the_zero_pass_and_changes_nothing():
+    """The critic's activation gives the penalty and its weight gradient of nn.LeakyReLU bit for bit, and its double
+    backward no longer runs back through the interpolates' forward graph (nn.LeakyReLU's does, with zeros)."""
+    torch.manual_seed(0)
+    critic = ConditionalCritic(3, 28, 3, widths=(8, 8, 8), embed_dim=8)
+    assert any(isinstance(m, PenaltyLeakyReLU) for m in critic.features)
+    native = copy.deepcopy(critic)
+    for i, m in enumerate(native.features):
+        if isinstance(m, PenaltyLeakyReLU):
+            native.features[i] = torch.nn.LeakyReLU(m.negative_slope)
+    real, fake = torch.rand(4, 3, 28, 28) * 2 - 1, torch.rand(4, 3, 28, 28) * 2 - 1
+    y = torch.tensor([0, 1, 2, 0])
+
+    def run(net):
+        calls = []  # gradients reaching the first conv's output in the interpolates' forward graph
+
+        def watch(mod, inp, out):
+            out.register_hook(lambda g: calls.append(g) if g is not None else None)
+
+        handle = net.features[0].register_forward_hook(watch)
+        gp = gradient_penalty(net, real, fake, y, torch.Generator().manual_seed(1))
+        handle.remove()
+        first = len(calls)  # the penalty's own gradient w.r.t. the interpolates
+        grads = torch.autograd.grad(gp, list(net.parameters()), allow_unused=True)
+        return gp, grads, first, len(calls) - first
+
+    gp, grads, first, later = run(critic)
+    gp_n, grads_n, first_n, later_n = run(native)
+    assert torch.equal(gp, gp_n)
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(grads, grads_n))
+    assert (first, later) == (1, 0)
+    assert (first_n, later_n) == (1, 1)  # the wasted pass the custom activation removes
+    x = torch.randn(50, requires_grad=True)
+    act = PenaltyLeakyReLU(0.2)
+    assert torch.equal(act(x), torch.nn.functional.leaky_relu(x, 0.2))
+    (g,) = torch.autograd.grad(act(x).sum(), x)
+    assert torch.equal(g, torch.where(x > 0, 1.0, 0.2))
 
 
 def test_grayscale_images():

@@ -8,6 +8,9 @@ Adapted to the input size: 28/32 px use 3 down-sampling convolutions (28 -> 14 -
 64 px the paper's 4, 128 px 5 (the extra one keeps 512 channels), so the last map is at most 4x4 before pooling.
 The same network serves both losses; ``kind`` only records which loss it is trained with (``"wgan-gp"`` returns an
 unbounded score, ``"bce"`` a logit).
+
+The activations are :class:`PenaltyLeakyReLU`: the same function and gradient as ``nn.LeakyReLU``, with a cheaper
+double backward (see there), which the gradient penalty needs every critic update.
 """
 
 from __future__ import annotations
@@ -21,6 +24,44 @@ from qmedgen.errors import ConfigError
 
 CRITIC_KINDS = ("wgan-gp", "bce")
 _DOWNS = {28: 3, 32: 3, 64: 4, 128: 5}
+
+
+class _LeakyReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, slope: float) -> torch.Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        ctx.slope = slope
+        ctx.set_materialize_grads(False)  # "no gradient" must stay None, not become a pass over zeros
+        return torch.nn.functional.leaky_relu(x, slope)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor | None) -> tuple[torch.Tensor | None, None]:  # type: ignore[override]
+        if grad is None:
+            return None, None
+        (x,) = ctx.saved_tensors
+        # differentiable in ``grad`` only: the input enters through its sign, whose derivative is zero
+        return torch.ops.aten.leaky_relu_backward(grad, x.detach(), ctx.slope, False), None
+
+
+class PenaltyLeakyReLU(nn.Module):
+    """LeakyReLU whose backward is differentiable in the incoming gradient only.
+
+    Why: the gradient penalty differentiates ``grad_x D`` with respect to the weights. In a network of convolutions,
+    linear maps and LeakyReLUs, ``grad_x D`` depends on the activations only through their signs (derivative zero),
+    but ``nn.LeakyReLU``'s double backward still sends a zero tensor back into the forward graph of the
+    interpolates, and autograd then runs a full backward pass of zeros through it. Cutting that edge gives the
+    same values and gradients (bit for bit, tested) without the wasted pass: a sixth of a critic update.
+    """
+
+    def __init__(self, negative_slope: float = 0.2) -> None:
+        super().__init__()
+        self.negative_slope = negative_slope
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _LeakyReLU.apply(x, self.negative_slope)
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
 
 
 class ConditionalCritic(nn.Module):
@@ -50,7 +91,7 @@ class ConditionalCritic(nn.Module):
         layers: list[nn.Module] = []
         c_in = channels
         for c_out in chans:
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=False), nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=False), PenaltyLeakyReLU(0.2)]
             c_in = c_out
         self.features = nn.Sequential(*layers)
         self.score = nn.Linear(c_in, 1)

@@ -336,7 +336,9 @@ def run_training(
 ) -> Path:
     """Train ``config`` in a new numbered run directory, or resume the run in ``resume``; returns the run dir."""
     from qmedgen.train import distributed
+    from qmedgen.train.allocator import retain_freed_memory
 
+    retain_freed_memory()
     dist = distributed.init(config.train.device)
     device = resolve_device(config.train.device, dist)
     seed_everything(config.train.seed)
