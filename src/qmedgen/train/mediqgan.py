@@ -138,9 +138,12 @@ class Trainer(LoopTrainer):
         self.generator = MediQGANGenerator(m, spec.n_classes, spec.size, spec.channels, prototype_init=proto)
         self.critic = ConditionalCritic(spec.n_classes, spec.size, spec.channels, tuple(m.critic_channels),
                                         m.critic_embed_dim, kind=m.critic)
-        # channels-last (NHWC) convolutions: ~2x faster on CPU (oneDNN) and for CUDA tensor cores; same results
+        # channels-last (NHWC) generator convolutions: ~2x faster on CPU (oneDNN) and for CUDA tensor cores. The
+        # critic keeps NCHW weights: their gradients arrive from the loss and from the penalty's double backward in
+        # different layouts, and channels-last parameters had every update re-lay them out (AccumulateGrad, fused
+        # Adam): ~15 ms of copies per paper-config iteration, 1-2 % of it (benchmarks/RESULTS.md)
         self.generator.to(device, memory_format=torch.channels_last)
-        self.critic.to(device, memory_format=torch.channels_last)
+        self.critic.to(device)
         self.ema: MediQGANGenerator | None = None
         if g.ema:
             self.ema = copy.deepcopy(self.generator).requires_grad_(False)
