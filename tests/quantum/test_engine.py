@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from qmedgen.errors import ConfigError
-from qmedgen.quantum import Ansatz, expval, probabilities, simulate
+from qmedgen.quantum import Ansatz, engine, expval, probabilities, simulate
 from qmedgen.quantum import _reference as ref
 from qmedgen.quantum.engine import block_sizes, cnot_permutation
+from qmedgen.quantum.simulator import _Prepared
 
 from ._circuits import grads, random_params
 
@@ -30,6 +31,28 @@ def test_adjoint_matches_autograd_reference(opts, n):
         assert torch.allclose(g, r, atol=1e-10)
     assert torch.allclose(simulate(a, x, w), ref.simulate(a, x, w), atol=1e-10)
     assert torch.allclose(probabilities(a, x, w), ref.probabilities(a, x, w), atol=1e-10)
+
+
+@pytest.mark.parametrize("opts", [MEDIQ, YOBS], ids=["mediq", "y"])
+@pytest.mark.parametrize("folds", [0, 1, 2, 3, 6])
+@pytest.mark.parametrize("n", [5, 10])
+def test_folded_cz_layers_match_the_reference(opts, folds, n, monkeypatch):
+    """The first CZ chains + block layers folded into the initial state (a bond-2**folds chain of block tensors),
+    followed by ordinary block layers, or by none when every layer is folded: same values, gradients and state."""
+    monkeypatch.setattr(engine, "CZ_FOLDS", folds)
+    a = Ansatz(n, 4, **opts)
+    x, w = random_params(a, batch=(3,), seed=folds)
+    prep = _Prepared(a, x, w)
+    layers = len(prep.mats) // len(prep.plan.blocks)
+    assert prep.plan.n_layers == layers == 4 - min(folds, 4)  # rotation layers 2-4 + the basis change
+    inner = [t.shape[1] for t in prep.sites[1:]]
+    assert inner == [2 ** min(folds, 4)] * (len(prep.plan.blocks) - 1)
+    cot = torch.randn(3, n, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    ours, theirs = expval(a, x, w), ref.expval(a, x, w)
+    assert torch.allclose(ours, theirs, atol=1e-10)
+    for g, r in zip(grads(ours, (x, w), cot), grads(theirs, (x, w), cot)):
+        assert torch.allclose(g, r, atol=1e-10)
+    assert torch.allclose(simulate(a, x, w), ref.simulate(a, x, w), atol=1e-10)
 
 
 @pytest.mark.parametrize("which", ["inputs", "weights"])

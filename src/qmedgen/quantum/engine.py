@@ -4,6 +4,10 @@ Why it is fast
 --------------
 * Gate fusion (:mod:`qmedgen.quantum.gates`): between entanglers every qubit's gates multiply into one 2x2 matrix.
   The first segment acts on |0...0>, so the state after it is a product state built by outer products (no pass).
+  With a CZ chain, the first :data:`CZ_FOLDS` CZ chains and block layers fold into it too (:func:`fold_cz_layer`):
+  the state after them is a chain of small per-block tensors (a matrix product state with bond 2**folds across
+  block boundaries), contracted straight into the state buffer. MediQ-GAN's depth-6 circuit then needs 3 layers of
+  block matmuls instead of 6: forward 110 -> 66 ms for 90 circuits, forward + backward 126 -> 80 ms for 30.
 * Block matmuls: the per-qubit matrices of a segment are grouped into blocks of ~4 qubits; the Kronecker product
   of a block (a 16x16 matrix per circuit) is applied with ONE batched matmul that reads the state as
   ``[B, 16, rest]`` and writes ``[B, rest, 16]``. Writing the transposed product cyclically shifts the wire order
@@ -61,6 +65,8 @@ from qmedgen.quantum import workspace
 
 BLOCK_QUBITS = 4  # ~16x16 blocks: fastest measured for real and complex GEMMs on CPU (see benchmarks/RESULTS.md)
 STORE_MAX_BYTES = 2**30  # keep every block's input state for the backward when they need at most this much
+CZ_FOLDS = 3  # CZ layers folded into the initial state (fold_cz_layer); 1 / 2 / 3 / 4 / 5 measured at 16 qubits:
+#               3 and 4 best (bond 8 and 16), 5 slower than 1 (the bond-32 contractions outgrow the saved layers)
 CHUNK_BYTES = 2 * 2**20  # CPU: state bytes per chunk buffer and per torch thread (2 threads: 4 MiB, measured best)
 
 
@@ -78,7 +84,7 @@ class Plan:
     n: int
     blocks: tuple[int, ...]
     entangler: str  # "cz-chain" | "cnot-chain" | "cnot-ring" | "none"
-    n_layers: int  # segments after the product-state preparation
+    n_layers: int  # segments of block matmuls after the initial state (see _initial_state)
     trailing: bool  # an entangler after the last segment
     mode: str  # "real" | "stacked" | "complex"
     batch: int  # flattened number of circuits
@@ -252,28 +258,83 @@ def adjoint_seed(x: torch.Tensor, g: torch.Tensor, plan: Plan, out: torch.Tensor
 # ----------------------------------------------------------------------------------------------------------------
 
 
-def _initial_state(plan: Plan, vecs, buffered: bool = True) -> torch.Tensor:
-    """The product state after the first segment, as a fresh ``[Bt, 2**n]`` buffer (stacked re/im if needed).
-    ``buffered``: the last Kronecker factor is multiplied straight into a workspace buffer (no full-size
-    temporaries); otherwise plain differentiable ops."""
-    vs = [v.expand(plan.batch, v.shape[-1]) for v in vecs]
-    if not buffered:
-        psi = kron_vectors(vs)
-        return torch.cat([psi.real, psi.imag]) if plan.mode == "stacked" else psi
+def product_sites(vecs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Block vectors ``[B or 1, d]`` of a product state as bond-1 sites ``[B or 1, 1, d, 1]``."""
+    return [v[:, None, :, None] for v in vecs]
+
+
+def fold_cz_layer(sites: list[torch.Tensor], mats: list[torch.Tensor], blocks: tuple[int, ...]) -> list[torch.Tensor]:
+    """Apply a CZ chain and then one block layer ``(x)_b M_b`` to a state held as sites: the bond doubles.
+
+    Why: it saves a whole layer of state-vector matmuls. Inside a block the CZs are a sign on the block's own index;
+    between blocks b and b+1 the CZ sign is (-1)^(l_b f_b+1), with l_b the last wire of block b and f_b+1 the first
+    wire of the next one. Splitting each site by (f, l) before applying M_b leaves the sites
+    ``A'_b[(a, l_b-1), k, (c, l_b)] = sum_f (-1)^(l_b-1 f) (M_b (A_b[a, ., c] * sign * [first = f, last = l_b]))[k]``
+    joined by one more bit per block boundary. From a product state (bond 1), F folds give bond 2**F, which
+    :func:`_initial_state` contracts at ~2**(F+1) multiply-adds per amplitude, while each folded layer would have
+    cost 16 per amplitude and block. Exact; everything here is O(d^2 bond^2) per circuit (tiny next to the state)
+    and differentiable by plain autograd.
+    """
+    m, out = len(blocks), []
+    for b, (site, mat, k) in enumerate(zip(sites, mats, blocks)):
+        idx = torch.arange(2**k, device=site.device)
+        first, last = (idx >> (k - 1)) & 1, idx & 1
+        real = site.real.dtype if site.is_complex() else site.dtype
+        masks = torch.stack([(first == f) & (last == lb) for f in (0, 1) for lb in (0, 1)], -1).to(real)
+        dt = torch.promote_types(site.dtype, mat.dtype)
+        w = site.to(dt) * cz_signs(k, real, site.device)[:, None]  # [B, Dl, d, Dr]: the CZs inside the block
+        split = w.unsqueeze(-2) * masks[:, :, None]  # [B, Dl, d, 4 (f, l), Dr]
+        y = (mat.to(dt)[:, None] @ split.flatten(-2)).unflatten(-1, (2, 2, w.shape[-1]))  # [B, Dl, d, f, l, Dr]
+        if b == 0:  # no left neighbour: sum out f
+            new = y.sum(3)
+        else:  # left bond (a, lp) with the sign (-1)^(lp f)
+            new = torch.stack([y[:, :, :, 0] + y[:, :, :, 1], y[:, :, :, 0] - y[:, :, :, 1]], 2).flatten(1, 2)
+        # right bond (c, l): l sits before c in y; move it last, or sum it out for the last block
+        new = new.sum(-2) if b == m - 1 else new.transpose(-1, -2).flatten(-2)
+        out.append(new)
+    return out
+
+
+def _contract_head(sites: list[torch.Tensor], batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(head, last)``: all sites but the last contracted to ``[B, d_head, D]``, and the last as ``[B, D, d]``."""
+    ss = [t.expand(batch, *t.shape[1:]) for t in sites]
+    head = ss[0].new_ones(batch, 1, 1)
+    for t in ss[:-1]:
+        dl, d, dr = t.shape[1:]
+        head = (head @ t.reshape(batch, dl, d * dr)).reshape(batch, head.shape[1] * d, dr)
+    last = ss[-1]
+    return head, last.reshape(batch, last.shape[1], last.shape[2])
+
+
+def _initial_state(plan: Plan, sites, buffered: bool = True) -> torch.Tensor:
+    """The state the block layers start from, as a fresh ``[Bt, 2**n]`` buffer (stacked re/im if needed), from its
+    sites ``[B or 1, D_left, d, D_right]`` (a product state: bond 1; after F folds, :func:`fold_cz_layer`: 2**F).
+    ``buffered``: the last contraction writes straight into a workspace buffer (no full-size temporaries);
+    otherwise plain differentiable ops."""
     b, size = plan.batch, 2**plan.n
-    head = kron_vectors(vs[:-1]) if len(vs) > 1 else vs[0].new_ones(b, 1)
-    last = vs[-1]
-    d1, d2 = head.shape[-1], last.shape[-1]
+    head, last = _contract_head(sites, b)
+    if not buffered:
+        psi = (head @ last).flatten(1)
+        return torch.cat([psi.real, psi.imag]) if plan.mode == "stacked" else psi
+    bond, d1, d2 = last.shape[1], head.shape[1], last.shape[2]
     if plan.mode == "stacked":
         out = workspace.take((2 * b, size), head.real.dtype, head.device)
         o = out.view(2, b, d1, d2)
-        hr, hi = head.real.unsqueeze(-1), head.imag.unsqueeze(-1)
-        lr, li = last.real.unsqueeze(-2), last.imag.unsqueeze(-2)
-        torch.mul(hr, lr, out=o[0]).addcmul_(hi, li, value=-1)
-        torch.mul(hr, li, out=o[1]).addcmul_(hi, lr)
+        hr, hi, lr, li = head.real, head.imag, last.real, last.imag
+        if bond == 1:  # outer products: a broadcast multiply beats a K=1 matmul
+            torch.mul(hr, lr, out=o[0]).addcmul_(hi, li, value=-1)
+            torch.mul(hr, li, out=o[1]).addcmul_(hi, lr)
+        else:  # (hr + i hi)(lr + i li) as two real matmuls over [re | im] x 2 bonds
+            h = torch.cat([hr, hi], -1)
+            torch.matmul(h, torch.cat([lr, -li], -2), out=o[0])
+            torch.matmul(h, torch.cat([li, lr], -2), out=o[1])
         return out
     out = workspace.take((b, size), torch.promote_types(head.dtype, last.dtype), head.device)
-    torch.mul(head.unsqueeze(-1), last.unsqueeze(-2), out=out.view(b, d1, d2))
+    o = out.view(b, d1, d2)
+    if bond == 1:
+        torch.mul(head, last, out=o)
+    else:
+        torch.matmul(head, last, out=o)
     return out
 
 
@@ -291,11 +352,11 @@ def _block_matrices(plan: Plan, mats) -> list[list[torch.Tensor]]:
     return layers
 
 
-def forward_state(plan: Plan, vecs, mats, buffered: bool, store: list | None = None) -> torch.Tensor:
+def forward_state(plan: Plan, sites, mats, buffered: bool, store: list | None = None) -> torch.Tensor:
     """The final state ``[Bt, 2**n]``; ``buffered`` uses two ping-pong workspace buffers (inside the adjoint
     Function). ``store`` (a list, with ``buffered``) receives, per layer, the state before each block: the
     backward then reads them instead of un-applying every block from the final state."""
-    x, layers = _initial_state(plan, vecs, buffered), _block_matrices(plan, mats)
+    x, layers = _initial_state(plan, sites, buffered), _block_matrices(plan, mats)
     buffered = buffered and bool(layers or plan.entangler.startswith("cnot"))
     buf = workspace.take(x.shape, x.dtype, x.device) if buffered else None  # None: plain autograd-friendly ops
     for blocks in layers:
@@ -345,32 +406,33 @@ def _rows(t: torch.Tensor, s: int, e: int) -> torch.Tensor:
     return t if t.shape[0] == 1 else t[s:e]
 
 
-def _chunk(plan: Plan, vecs, mats, s: int, e: int):
-    """The plan, product-state vectors and block matrices of circuits ``s:e`` (broadcast inputs stay shared)."""
+def _chunk(plan: Plan, sites, mats, s: int, e: int):
+    """The plan, initial-state sites and block matrices of circuits ``s:e`` (broadcast inputs stay shared)."""
     sub = dataclasses.replace(plan, batch=e - s)
-    return sub, [_rows(v, s, e) for v in vecs], [[_rows(mm, s, e) for mm in layer] for layer in mats]
+    return sub, [_rows(v, s, e) for v in sites], [[_rows(mm, s, e) for mm in layer] for layer in mats]
 
 
 class AdjointExpval(torch.autograd.Function):
     """<Z_i> of the final state with the adjoint-method backward (see module docstring).
 
-    Inputs: ``plan``, then ``len(plan.blocks)`` product-state block vectors ``[B or 1, d]``, then for each later
-    segment ``len(plan.blocks)`` block matrices ``[B or 1, d, d]``. Output ``[B, n]`` (and, with
-    ``plan.return_probs``, the non-differentiable probabilities ``[B, 2**n]``). On the CPU the circuits run in
-    chunks (:func:`chunk_spans`); every quantity is per circuit, so the results do not depend on the chunking.
+    Inputs: ``plan``, then ``len(plan.blocks)`` sites of the initial state ``[B or 1, D_left, d, D_right]`` (see
+    :func:`_initial_state`), then for each later segment ``len(plan.blocks)`` block matrices ``[B or 1, d, d]``.
+    Output ``[B, n]`` (and, with ``plan.return_probs``, the non-differentiable probabilities ``[B, 2**n]``). On the
+    CPU the circuits run in chunks (:func:`chunk_spans`); every quantity is per circuit, so the results do not depend
+    on the chunking.
     """
 
     @staticmethod
     def forward(ctx, plan: Plan, *tensors):
         m = len(plan.blocks)
-        vecs, flat = list(tensors[:m]), tensors[m:]
+        sites, flat = list(tensors[:m]), tensors[m:]
         mats = [list(flat[j * m : (j + 1) * m]) for j in range(plan.n_layers)]
         grad = any(ctx.needs_input_grad[1:])
         keep = grad and store_fits(plan, tensors[0])
         spans = chunk_spans(plan, tensors[0])
         states, stores, es, ps = [], [], [], []
         for s, e in spans:
-            sub, v, mm = _chunk(plan, vecs, mats, s, e)
+            sub, v, mm = _chunk(plan, sites, mats, s, e)
             store = [] if keep else None
             x = forward_state(sub, v, mm, buffered=True, store=store)
             p = probabilities_from_state(x, sub)
@@ -406,21 +468,21 @@ class AdjointExpval(torch.autograd.Function):
         plan: Plan = ctx.plan
         m = len(plan.blocks)
         saved = ctx.saved_tensors
-        vecs, flat = list(saved[:m]), saved[m:]
+        sites, flat = list(saved[:m]), saved[m:]
         mats_in = [list(flat[j * m : (j + 1) * m]) for j in range(plan.n_layers)]
         need = ctx.needs_input_grad[1:]
         if torch.is_grad_enabled():  # create_graph=True: a differentiable backward, see _differentiable_vjp
-            return (None, *_differentiable_vjp(plan, vecs, mats_in, g, need))
+            return (None, *_differentiable_vjp(plan, sites, mats_in, g, need))
         spans, states, stores = ctx.spans, ctx.state, ctx.stored
         ctx.state = ctx.stored = None
         recompute = states is None  # a second backward through the same graph (retain_graph, Jacobians)
         if recompute:
             states = stores = [None] * len(spans)
         keep = recompute and store_fits(plan, saved[0])
-        inputs = [*vecs, *[mm for layer in mats_in for mm in layer]]
+        inputs = [*sites, *[mm for layer in mats_in for mm in layer]]
         parts: list[list[torch.Tensor]] = [[] for _ in inputs]
         for (s, e), phi, stored in zip(spans, states, stores):
-            sub, v, mm = _chunk(plan, vecs, mats_in, s, e)
+            sub, v, mm = _chunk(plan, sites, mats_in, s, e)
             if phi is None:
                 stored = [] if keep else None
                 phi = forward_state(sub, v, mm, buffered=True, store=stored)
@@ -438,11 +500,11 @@ class AdjointExpval(torch.autograd.Function):
         return (None, *out)
 
 
-def _backward_chunk(plan: Plan, vecs, mats_in, phi, stored, g, need) -> list[torch.Tensor | None]:
-    """Per-circuit gradients of one chunk (product-state vectors, then block matrices halved), unreduced. ``phi`` is the
+def _backward_chunk(plan: Plan, sites, mats_in, phi, stored, g, need) -> list[torch.Tensor | None]:
+    """Per-circuit gradients of one chunk (initial-state sites, then block matrices halved), unreduced. ``phi`` is the
     chunk's final state and ``stored`` its block inputs (or None); both go back to the workspace."""
     m = len(plan.blocks)
-    need_vec = any(need[:m])
+    need_site = any(need[:m])
     need_mat = [any(need[m + j * m : m + (j + 1) * m]) for j in range(plan.n_layers)]
     grads_mats: list[list[torch.Tensor | None]] = [[None] * m for _ in range(plan.n_layers)]
     layers = _block_matrices(plan, mats_in)
@@ -458,12 +520,12 @@ def _backward_chunk(plan: Plan, vecs, mats_in, phi, stored, g, need) -> list[tor
         if stored is None:
             phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
         lam, spare_lam = apply_entangler(lam, plan, spare_lam, inverse=True)
-    # Complex mode tracks mu = conj(lambda): then the block gradient conj(mu^T psi^T) and the product-state
+    # Complex mode tracks mu = conj(lambda): then the block gradient conj(mu^T psi^T) and the site
     # gradient need no conjugated copy of a state-sized tensor (torch would materialise one for a conj view).
     conj = plan.mode == "complex"
     for j in range(plan.n_layers, 0, -1):
         mat_earlier = any(need_mat[: j - 1])
-        if not (need_mat[j - 1] or mat_earlier or need_vec):
+        if not (need_mat[j - 1] or mat_earlier or need_site):
             break
         blocks = layers[j - 1]
         for i in range(m - 1, -1, -1):
@@ -477,19 +539,19 @@ def _backward_chunk(plan: Plan, vecs, mats_in, phi, stored, g, need) -> list[tor
             if stored is not None:
                 stored[j - 1][i] = None
                 workspace.give(phi)
-            if (need_mat[j - 1] and i > 0) or mat_earlier or need_vec:
+            if (need_mat[j - 1] and i > 0) or mat_earlier or need_site:
                 lam, spare_lam = unapply_block(lam, mat, spare_lam, conjugate=conj), lam
         if mat_earlier and stored is None:
             phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
-        if mat_earlier or need_vec:
+        if mat_earlier or need_site:
             lam, spare_lam = apply_entangler(lam, plan, spare_lam, inverse=True)
     if stored is not None:  # layers the early exit skipped
         workspace.give(*(t for layer in stored for t in layer))
     else:
         workspace.give(phi, spare_phi)
     del phi, spare_phi, stored
-    grads_vecs: list[torch.Tensor | None] = [None] * m
-    if need_vec:
+    grads_sites: list[torch.Tensor | None] = [None] * m
+    if need_site:
         if plan.mode == "stacked":
             b = plan.batch
             lam0 = torch.complex(lam[:b], lam[b:])
@@ -498,22 +560,22 @@ def _backward_chunk(plan: Plan, vecs, mats_in, phi, stored, g, need) -> list[tor
             lam0 = lam
         workspace.give(spare_lam)
         del lam, spare_lam
-        grads_vecs = _product_state_grads(lam0, vecs, plan.batch, conjugated=conj)
+        grads_sites = _site_grads(lam0, sites, plan.batch, conjugated=conj)
         if plan.mode != "stacked":
             workspace.give(lam0)
         del lam0
     else:
         workspace.give(lam, spare_lam)
-    return [*grads_vecs, *[gm for layer in grads_mats for gm in layer]]
+    return [*grads_sites, *[gm for layer in grads_mats for gm in layer]]
 
 
-def _differentiable_vjp(plan: Plan, vecs, mats, g: torch.Tensor, need) -> list[torch.Tensor | None]:
+def _differentiable_vjp(plan: Plan, sites, mats, g: torch.Tensor, need) -> list[torch.Tensor | None]:
     """The vector-Jacobian product as a differentiable graph (double backward, e.g. Jacobian-vector products
     computed as the derivative of a vjp): recompute the forward with plain autograd ops and differentiate it.
     Memory then grows with depth like any autograd simulator; only requests with ``create_graph=True`` pay it."""
-    inputs = [*vecs, *[mm for layer in mats for mm in layer]]
+    inputs = [*sites, *[mm for layer in mats for mm in layer]]
     wanted = [t for t, f in zip(inputs, need) if f]
-    x = forward_state(plan, vecs, mats, buffered=False)
+    x = forward_state(plan, sites, mats, buffered=False)
     e = expectations(probabilities_from_state(x, plan), plan.n)
     grads = iter(torch.autograd.grad(e, wanted, g, create_graph=True, allow_unused=True))
     out = []
@@ -547,31 +609,32 @@ def _reduce(grad: torch.Tensor | None, like: torch.Tensor) -> torch.Tensor | Non
     return grad.to(like.dtype)
 
 
-def _product_state_grads(
-    lam: torch.Tensor, vecs: list[torch.Tensor], batch: int, conjugated: bool = False
+def _site_grads(
+    lam: torch.Tensor, sites: list[torch.Tensor], batch: int, conjugated: bool = False
 ) -> list[torch.Tensor]:
-    """Gradients of psi = v_0 (x) ... (x) v_{m-1} given lambda (dL = 2 Re <lambda|d psi>).
+    """Gradients of the sites of psi = A_0 A_1 ... A_{m-1} (bond indices contracted) given lambda
+    (dL = 2 Re <lambda|d psi>).
 
-    grad v_b = 2 sum over the other blocks' indices of lambda * conj(prod_{c != b} v_c), computed with a running
-    left contraction so that lambda is read only about twice. ``conjugated``: ``lam`` holds conj(lambda), so the
-    sums are taken with the unconjugated vectors and the (small) results conjugated.
+    grad A_b = 2 sum over the other blocks' indices of lambda * conj(everything left and right of b), computed with
+    a running left contraction so that lambda is read only about twice. ``conjugated``: ``lam`` holds
+    conj(lambda), so the sums are taken with the unconjugated sites and the (small) results conjugated.
     """
-    vs = [v.expand(batch, v.shape[-1]).to(lam.dtype) for v in vecs]
+    ss = [t.expand(batch, *t.shape[1:]).to(lam.dtype) for t in sites]
     if lam.is_complex() and not conjugated:
-        vs = [v.conj() for v in vs]
-    m = len(vs)
-    suffix: list[torch.Tensor] = [None] * m  # type: ignore[list-item]
-    suffix[m - 1] = torch.ones(batch, 1, dtype=lam.dtype, device=lam.device)
-    for b in range(m - 2, -1, -1):
-        suffix[b] = kron_vectors([vs[b + 1], suffix[b + 1]])
+        ss = [t.conj() for t in ss]
+    m = len(ss)
+    right: list[torch.Tensor] = [None] * (m + 1)  # type: ignore[list-item]
+    right[m] = lam.new_ones(batch, 1, 1)  # right[b]: sites b.. contracted, [B, D_left(b), amplitudes]
+    for b in range(m - 1, 0, -1):
+        dl, d, dr = ss[b].shape[1:]
+        right[b] = (ss[b].reshape(batch, dl * d, dr) @ right[b + 1]).reshape(batch, dl, d * right[b + 1].shape[-1])
     grads = []
-    left = lam
-    for b in range(m):
-        d = vs[b].shape[-1]
-        lv = left.reshape(batch, d, left.shape[-1] // d)
-        c = (lv @ suffix[b].unsqueeze(-1)).squeeze(-1)
+    left = lam.reshape(batch, 1, lam.shape[-1])
+    for b, t in enumerate(ss):
+        dl, d, dr = t.shape[1:]
+        lv = left.reshape(batch, dl * d, right[b + 1].shape[-1])
+        c = (lv @ right[b + 1].mT).reshape(batch, dl, d, dr)
         grads.append(2 * (c.conj() if conjugated else c))
         if b < m - 1:
-            left = (vs[b].unsqueeze(1) @ lv).squeeze(1)
+            left = t.reshape(batch, dl * d, dr).mT @ lv
     return grads
-

@@ -81,7 +81,7 @@ def _validate(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor):
 
 
 class _Prepared:
-    """Block vectors / matrices of one call, flattened to ``[B or 1, ...]``, and the engine plan."""
+    """Initial-state sites / block matrices of one call, flattened to ``[B or 1, ...]``, and the engine plan."""
 
     def __init__(self, ansatz, inputs, weights, *, basis=True, errors=None, extra_batch=()):
         batch, x, w = _validate(ansatz, inputs, weights)
@@ -135,12 +135,18 @@ class _Prepared:
                 if make_complex and not mm.is_complex():
                     mm = mm.to(complex_dtype(mm.dtype))
                 mats.append(flat(mm, 2))
-        self.vecs, self.mats = vecs, mats
+        entangler = ansatz.entangler if ansatz.entangling_pairs() else "none"
+        m = len(blocks)
+        self.sites = engine.product_sites(vecs)
+        if entangler == "cz-chain":  # the first CZ chains + block layers fold into the initial state
+            for _ in range(min(engine.CZ_FOLDS, len(mats) // m)):
+                self.sites, mats = engine.fold_cz_layer(self.sites, mats[:m], blocks), mats[m:]
+        self.mats = mats
         self.plan = engine.Plan(
             n=n,
             blocks=blocks,
-            entangler=ansatz.entangler if ansatz.entangling_pairs() else "none",
-            n_layers=len(layers),
+            entangler=entangler,
+            n_layers=len(mats) // m,
             trailing=trailing,
             mode=mode,
             batch=nb,
@@ -152,14 +158,14 @@ class _Prepared:
         return [self.mats[i : i + m] for i in range(0, len(self.mats), m)]
 
     def requires_grad(self) -> bool:
-        return torch.is_grad_enabled() and any(t.requires_grad for t in (*self.vecs, *self.mats))
+        return torch.is_grad_enabled() and any(t.requires_grad for t in (*self.sites, *self.mats))
 
     def check_memory(self, backward: bool | None = None, chunked: bool = False) -> None:
         """``chunked``: the request runs through :class:`engine.AdjointExpval`, chunk by chunk on the CPU."""
         backward = self.requires_grad() if backward is None else backward
         chunk = None
         if chunked:
-            spans = engine.chunk_spans(self.plan, self.vecs[0])
+            spans = engine.chunk_spans(self.plan, self.sites[0])
             chunk = spans[0][1] - spans[0][0]
         check_fits(self.plan.n, self.plan.batch, self.dtype, self.device, backward,
                    complex_state=self.plan.mode != "real", chunk=chunk)
@@ -169,7 +175,7 @@ def _exact(prep: _Prepared, return_probs: bool = False):
     """Run the adjoint Function: ``[B, n]`` expectations (and ``[B, 2**n]`` probabilities if asked)."""
     prep.check_memory(chunked=not return_probs)  # the probabilities of the whole batch are returned otherwise
     plan = dataclasses.replace(prep.plan, return_probs=True) if return_probs else prep.plan
-    return engine.AdjointExpval.apply(plan, *prep.vecs, *prep.mats)
+    return engine.AdjointExpval.apply(plan, *prep.sites, *prep.mats)
 
 
 @full_precision
@@ -228,7 +234,7 @@ def probabilities(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor) -
     with torch.no_grad():
         prep = _Prepared(ansatz, inputs, weights)
         prep.check_memory(backward=False)
-        x = engine.forward_state(prep.plan, prep.vecs, prep.layers(), buffered=True)
+        x = engine.forward_state(prep.plan, prep.sites, prep.layers(), buffered=True)
         p = engine.probabilities_from_state(x, prep.plan)
     return p.reshape(*prep.batch_shape, 2**ansatz.n_qubits)
 
@@ -241,7 +247,7 @@ def simulate(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor) -> tor
     """
     prep = _Prepared(ansatz, inputs, weights, basis=False)
     prep.check_memory(backward=prep.requires_grad())
-    x = engine.forward_state(prep.plan, prep.vecs, prep.layers(), buffered=not prep.requires_grad())
+    x = engine.forward_state(prep.plan, prep.sites, prep.layers(), buffered=not prep.requires_grad())
     if prep.plan.mode == "stacked":
         b = prep.plan.batch
         x = torch.complex(x[:b], x[b:])
