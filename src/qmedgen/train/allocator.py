@@ -33,10 +33,10 @@ def retain_freed_memory() -> bool:
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    ok = all(mallopt(param, value) == 1 for param, value in (
-        (_M_MMAP_THRESHOLD, 1 << 30),  # blocks up to 1 GiB come from the reusable heap, not fresh mmaps
-        (_M_TRIM_THRESHOLD, 2**31 - 1),  # never shrink the heap on free
-        (_M_TOP_PAD, 64 << 20),  # grow it in 64 MiB steps
-    ))
-    _applied = ok
-    return ok
+    # blocks up to 1 GiB come from the reusable heap, not fresh mmaps (glibc builds that cap the threshold accept
+    # 32 MiB, their documented maximum on 64-bit systems)
+    mmap_ok = mallopt(_M_MMAP_THRESHOLD, 1 << 30) == 1 or mallopt(_M_MMAP_THRESHOLD, 32 << 20) == 1
+    trim_ok = mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1  # never shrink the heap on free
+    pad_ok = mallopt(_M_TOP_PAD, 64 << 20) == 1  # grow it in 64 MiB steps
+    _applied = mmap_ok and trim_ok and pad_ok
+    return _applied
