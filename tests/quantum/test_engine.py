@@ -37,20 +37,22 @@ def test_adjoint_matches_autograd_reference(opts, n):
     _assert_matches_reference(a, *random_params(a, batch=(2,), seed=n))
 
 
-@pytest.mark.parametrize("opts", [MEDIQ, YOBS], ids=["mediq", "y"])
+@pytest.mark.parametrize("opts", [MEDIQ, YOBS, DIFFUSION], ids=["mediq", "y", "diffusion"])
 @pytest.mark.parametrize("folds", [0, 1, 2, 3, 6])
 @pytest.mark.parametrize("n", [5, 10])
-def test_folded_cz_layers_match_the_reference(opts, folds, n, monkeypatch):
-    """The first CZ chains + block layers folded into the initial state (a bond-2**folds chain of block tensors),
-    followed by ordinary block layers, or by none when every layer is folded: same values, gradients and state."""
-    monkeypatch.setattr(engine, "CZ_FOLDS", folds)
+def test_folded_entangler_layers_match_the_reference(opts, folds, n, monkeypatch):
+    """The first CZ / CNOT chains + block layers folded into the initial state (a bond-2**folds chain of block
+    tensors), followed by ordinary block layers, or by none when every layer is folded: same values, gradients and
+    state as the gate-by-gate reference."""
     a = Ansatz(n, 4, **opts)
     x, w = random_params(a, batch=(3,), seed=folds)
+    monkeypatch.setattr(engine, "CZ_FOLDS", 0)
+    total = _Prepared(a, x, w).plan.n_layers  # rotation layers 2-4, and the basis change for X / Y readout
+    monkeypatch.setattr(engine, "CZ_FOLDS", folds)
     prep = _Prepared(a, x, w)
-    layers = len(prep.mats) // len(prep.plan.blocks)
-    assert prep.plan.n_layers == layers == 4 - min(folds, 4)  # rotation layers 2-4 + the basis change
+    assert prep.plan.n_layers == len(prep.mats) // len(prep.plan.blocks) == total - min(folds, total)
     inner = [t.shape[1] for t in prep.sites[1:]]
-    assert inner == [2 ** min(folds, 4)] * (len(prep.plan.blocks) - 1)
+    assert inner == [2 ** min(folds, total)] * (len(prep.plan.blocks) - 1)
     _assert_matches_reference(a, x, w)
 
 

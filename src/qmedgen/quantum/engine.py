@@ -7,7 +7,9 @@ Why it is fast
   With a CZ chain, the first :data:`CZ_FOLDS` CZ chains and block layers fold into it too (:func:`fold_cz_layer`):
   the state after them is a chain of small per-block tensors (a matrix product state with bond 2**folds across
   block boundaries), contracted straight into the state buffer. MediQ-GAN's depth-6 circuit then needs 3 layers of
-  block matmuls instead of 6: forward 110 -> 66 ms for 90 circuits, forward + backward 126 -> 80 ms for 30.
+  block matmuls instead of 6: forward 110 -> 66 ms for 90 circuits, forward + backward 126 -> 80 ms for 30. A CNOT
+  chain folds the same way (:func:`fold_cnot_chain_layer`): the diffusion bottleneck circuit at batch 64 needs no
+  block layer at all any more, 0.18-0.21 -> 0.053-0.056 s forward + backward.
 * Block matmuls: the per-qubit matrices of a segment are grouped into blocks of ~4 qubits; the Kronecker product
   of a block (a 16x16 matrix per circuit) is applied with ONE batched matmul that reads the state as
   ``[B, 16, rest]`` and writes ``[B, rest, 16]``. Writing the transposed product cyclically shifts the wire order
@@ -65,7 +67,8 @@ from qmedgen.quantum import workspace
 
 BLOCK_QUBITS = 4  # ~16x16 blocks: fastest measured for real and complex GEMMs on CPU (see benchmarks/RESULTS.md)
 STORE_MAX_BYTES = 2**30  # keep every block's input state for the backward when they need at most this much
-CZ_FOLDS = 3  # CZ layers folded into the initial state (fold_cz_layer); 1 / 2 / 3 / 4 / 5 measured at 16 qubits:
+CZ_FOLDS = 3  # entangler layers folded into the initial state (fold_cz_layer, fold_cnot_chain_layer); 1 / 2 / 3 /
+#               4 / 5 measured for the CZ chain at 16 qubits:
 #               3 and 4 best (bond 8 and 16), 5 slower than 1 (the bond-32 contractions outgrow the saved layers)
 CHUNK_BYTES = 2 * 2**20  # CPU: state bytes per chunk buffer and per torch thread (2 threads: 4 MiB, measured best)
 
@@ -292,6 +295,32 @@ def fold_cz_layer(sites: list[torch.Tensor], mats: list[torch.Tensor], blocks: t
         # right bond (c, l): l sits before c in y; move it last, or sum it out for the last block
         new = new.sum(-2) if b == m - 1 else new.transpose(-1, -2).flatten(-2)
         out.append(new)
+    return out
+
+
+def fold_cnot_chain_layer(
+    sites: list[torch.Tensor], mats: list[torch.Tensor], blocks: tuple[int, ...]
+) -> list[torch.Tensor]:
+    """Apply a CNOT chain (0->1, 1->2, ...) and then one block layer to a state held as sites: the bond doubles.
+
+    The chain maps every basis state to its prefix parities: new bit j = b_0 ^ ... ^ b_j, so the amplitude of a new
+    basis state reads the old one at b_j = new_j ^ new_(j-1). Within block b that needs only the block's own new
+    bits and the previous block's last new bit p, which becomes one more bit of the bond: ``A'_b[(a, p), k, (c, l)]
+    = (M_b A_b[a, perm_p(.), c] [last(.) = l])[k]``. Same use as :func:`fold_cz_layer` (quantum diffusion's
+    bottleneck circuit: all of its block layers fold). Exact and differentiable by plain autograd.
+    """
+    m, out = len(blocks), []
+    for b, (site, mat, k) in enumerate(zip(sites, mats, blocks)):
+        new_idx = torch.arange(2**k, device=site.device)
+        real = site.real.dtype if site.is_complex() else site.dtype
+        dt = torch.promote_types(site.dtype, mat.dtype)
+        # the old block index read by each new one, given the previous block's last new bit p
+        reads = [new_idx ^ ((new_idx >> 1) | (p << (k - 1))) for p in ((0,) if b == 0 else (0, 1))]
+        g = torch.stack([site[:, :, r, :] for r in reads], 2).flatten(1, 2).to(dt)  # [B, (a, p), d, Dr]
+        if b < m - 1:  # right bond (c, l): the block's last new bit goes to the next block
+            last = torch.stack([(new_idx & 1) == lb for lb in (0, 1)], -1).to(real)  # [d, 2]
+            g = (g.unsqueeze(-1) * last[:, None, :]).flatten(-2)
+        out.append(mat.to(dt)[:, None] @ g)
     return out
 
 

@@ -138,9 +138,10 @@ class _Prepared:
         entangler = ansatz.entangler if ansatz.entangling_pairs() else "none"
         m = len(blocks)
         self.sites = engine.product_sites(vecs)
-        if entangler == "cz-chain":  # the first CZ chains + block layers fold into the initial state
+        fold = {"cz-chain": engine.fold_cz_layer, "cnot-chain": engine.fold_cnot_chain_layer}.get(entangler)
+        if fold is not None:  # the first entangler + block layers fold into the initial state
             for _ in range(min(engine.CZ_FOLDS, len(mats) // m)):
-                self.sites, mats = engine.fold_cz_layer(self.sites, mats[:m], blocks), mats[m:]
+                self.sites, mats = fold(self.sites, mats[:m], blocks), mats[m:]
         self.mats = mats
         self.plan = engine.Plan(
             n=n,
