@@ -46,9 +46,9 @@ def test_folded_entangler_layers_match_the_reference(opts, folds, n, monkeypatch
     state as the gate-by-gate reference."""
     a = Ansatz(n, 4, **opts)
     x, w = random_params(a, batch=(3,), seed=folds)
-    monkeypatch.setattr(engine, "CZ_FOLDS", 0)
+    monkeypatch.setattr(engine, "ENTANGLER_FOLDS", 0)
     total = _Prepared(a, x, w).plan.n_layers  # rotation layers 2-4, and the basis change for X / Y readout
-    monkeypatch.setattr(engine, "CZ_FOLDS", folds)
+    monkeypatch.setattr(engine, "ENTANGLER_FOLDS", folds)
     prep = _Prepared(a, x, w)
     assert prep.plan.n_layers == len(prep.mats) // len(prep.plan.blocks) == total - min(folds, total)
     inner = [t.shape[1] for t in prep.sites[1:]]

@@ -4,12 +4,12 @@ Why it is fast
 --------------
 * Gate fusion (:mod:`qmedgen.quantum.gates`): between entanglers every qubit's gates multiply into one 2x2 matrix.
   The first segment acts on |0...0>, so the state after it is a product state built by outer products (no pass).
-  With a CZ chain, the first :data:`CZ_FOLDS` CZ chains and block layers fold into it too (:func:`fold_cz_layer`):
-  the state after them is a chain of small per-block tensors (a matrix product state with bond 2**folds across
-  block boundaries), contracted straight into the state buffer. MediQ-GAN's depth-6 circuit then needs 3 layers of
-  block matmuls instead of 6: forward 110 -> 66 ms for 90 circuits, forward + backward 126 -> 80 ms for 30. A CNOT
-  chain folds the same way (:func:`fold_cnot_chain_layer`): the diffusion bottleneck circuit at batch 64 needs no
-  block layer at all any more, 0.18-0.21 -> 0.053-0.056 s forward + backward.
+  With a CZ chain, the first :data:`ENTANGLER_FOLDS` CZ chains and block layers fold into it too
+  (:func:`fold_cz_layer`): the state after them is a chain of small per-block tensors (a matrix product state with
+  bond 2**folds across block boundaries), contracted straight into the state buffer. MediQ-GAN's depth-6 circuit
+  then needs 3 layers of block matmuls instead of 6: forward 110 -> 66 ms for 90 circuits, forward + backward
+  126 -> 80 ms for 30. A CNOT chain folds the same way (:func:`fold_cnot_chain_layer`): the diffusion bottleneck
+  circuit at batch 64 needs no block layer at all any more, 0.18-0.21 -> 0.053-0.056 s forward + backward.
 * Block matmuls: the per-qubit matrices of a segment are grouped into blocks of ~4 qubits; the Kronecker product
   of a block (a 16x16 matrix per circuit) is applied with ONE batched matmul that reads the state as
   ``[B, 16, rest]`` and writes ``[B, rest, 16]``. Writing the transposed product cyclically shifts the wire order
@@ -67,9 +67,9 @@ from qmedgen.quantum import workspace
 
 BLOCK_QUBITS = 4  # ~16x16 blocks: fastest measured for real and complex GEMMs on CPU (see benchmarks/RESULTS.md)
 STORE_MAX_BYTES = 2**30  # keep every block's input state for the backward when they need at most this much
-CZ_FOLDS = 3  # entangler layers folded into the initial state (fold_cz_layer, fold_cnot_chain_layer); 1 / 2 / 3 /
-#               4 / 5 measured for the CZ chain at 16 qubits:
-#               3 and 4 best (bond 8 and 16), 5 slower than 1 (the bond-32 contractions outgrow the saved layers)
+ENTANGLER_FOLDS = 3  # entangler + block layers folded into the initial state (fold_cz_layer, fold_cnot_chain_layer);
+#                     CZ chain at 16 qubits, 1 / 2 / 3 / 4 / 5 folds measured: 3 and 4 best (bond 8 and 16), 5 slower
+#                     than 1 (the bond-32 contractions outgrow the saved layers)
 CHUNK_BYTES = 2 * 2**20  # CPU: state bytes per chunk buffer and per torch thread (2 threads: 4 MiB, measured best)
 
 

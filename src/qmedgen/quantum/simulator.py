@@ -140,7 +140,7 @@ class _Prepared:
         self.sites = engine.product_sites(vecs)
         fold = {"cz-chain": engine.fold_cz_layer, "cnot-chain": engine.fold_cnot_chain_layer}.get(entangler)
         if fold is not None:  # the first entangler + block layers fold into the initial state
-            for _ in range(min(engine.CZ_FOLDS, len(mats) // m)):
+            for _ in range(min(engine.ENTANGLER_FOLDS, len(mats) // m)):
                 self.sites, mats = fold(self.sites, mats[:m], blocks), mats[m:]
         self.mats = mats
         self.plan = engine.Plan(
