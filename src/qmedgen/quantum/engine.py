@@ -337,7 +337,8 @@ def _contract_head(sites: list[torch.Tensor], batch: int) -> tuple[torch.Tensor,
 
 def _initial_state(plan: Plan, sites, buffered: bool = True) -> torch.Tensor:
     """The state the block layers start from, as a fresh ``[Bt, 2**n]`` buffer (stacked re/im if needed), from its
-    sites ``[B or 1, D_left, d, D_right]`` (a product state: bond 1; after F folds, :func:`fold_cz_layer`: 2**F).
+    sites ``[B or 1, D_left, d, D_right]`` (a product state: bond 1; after F :func:`fold_cz_layer` or
+    :func:`fold_cnot_chain_layer` steps: 2**F).
     ``buffered``: the last contraction writes straight into a workspace buffer (no full-size temporaries);
     otherwise plain differentiable ops."""
     b, size = plan.batch, 2**plan.n

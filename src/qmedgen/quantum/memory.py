@@ -8,7 +8,7 @@ Copies of the batch state held at the peak (one copy = ``batch * 2**n`` amplitud
 forward only 3 (product state, two ping-pong buffers), forward + adjoint backward 5 (saved final state, one spare
 for psi, two for lambda, plus the complex lambda at the end). ``expval`` on the CPU runs the batch in
 cache-sized chunks: there only the saved final states are batch-sized and the rest is per chunk (``chunk=``;
-20 qubits x 320 circuits forward + backward measured 2.8 GiB peak RSS instead of 10.3).
+20 qubits x 320 circuits forward + backward measured 3.9 GiB peak RSS instead of 10.3).
 Everything else (block matrices, sign vectors, the
 CNOT permutation) is counted as a small constant. Not counted: the block inputs the forward keeps for a faster
 backward, because the engine keeps them only when they need at most ``engine.STORE_MAX_BYTES`` (1 GiB) and a quarter
