@@ -59,8 +59,8 @@ def _protocol(tmp_path, extractor):
         "sample": {"n_per_class": 4},
         "evaluate": {"extractor": str(extractor), "conditional": False, "n_boot": 10, "fid_boot": 2,
                      "kid_subsets": 5, "msssim_pairs": 10},
-        "utility": {"enabled": True, "arms": ["real", "syn"], "seeds": [0], "steps": 2, "batch_size": 8,
-                    "device": "cpu"},
+        "utility": {"enabled": True, "arms": ["real", "real+syn", "syn"], "ratios": [1.0], "seeds": [0],
+                    "epochs": 0.5, "batch_size": 8, "device": "cpu", "augment": ["crop"]},
         "quick": {"seeds": [0], "sample": {"n_per_class": 3}},
     }
     path = tmp_path / "toy.yaml"
@@ -87,11 +87,26 @@ def test_benchmark_runs_aggregates_and_resumes(tmp_path, tiny_extractor_file):
     assert B.REAL_ROW in rows and rows[B.REAL_ROW]["metrics"]["kid"]["n"] == 2  # real images of the train split
     assert rows["clean"]["metrics"]["kid"]["mean"] < rows["noisy"]["metrics"]["kid"]["mean"]
     assert "utility.syn.accuracy" in rows["clean"]["metrics"]
+    # the paired gain, against a hand computation from the recorded per-cell arms
+    state = json.loads((out / "state.json").read_text())
+    per_seed = [state["cells"][f"clean_n3_s{s}"]["stages"]["utility"] for s in (0, 1)]
+    diffs = [u["real+syn@1"]["balanced_accuracy"] - u["real"]["balanced_accuracy"] for u in per_seed]
+    gain = rows["clean"]["metrics"]["utility.gain@1.balanced_accuracy"]
+    half = 12.7062047 * np.std(diffs, ddof=1) / np.sqrt(2)  # t(0.975, 1 dof)
+    assert gain["n"] == 2 and gain["mean"] == pytest.approx(np.mean(diffs))
+    assert gain["ci_low"] == pytest.approx(np.mean(diffs) - half) and gain["ci_high"] == pytest.approx(
+        np.mean(diffs) + half)
+    strict = [u["real+syn@1"]["balanced_accuracy"] - max(u["real"]["balanced_accuracy"],
+              u.get("real-noaug", u["real"])["balanced_accuracy"]) for u in per_seed]
+    assert rows["clean"]["metrics"]["utility.gain_vs_best_real@1.balanced_accuracy"]["mean"] == pytest.approx(
+        np.mean(strict))
+    assert (out / "utility-cache.json").is_file()  # the real-only arms of (n, seed) are shared by both models
     comp = res["comparisons"][0]
     assert len(res["comparisons"]) == 1
     assert comp["model"] == "clean" and comp["reference"] == "noisy" and comp["metrics"]["kid"]["diff_mean"] < 0
     md = (out / "results.md").read_text()
     assert "| clean | 3 |" in md and "Paired differences" in md and f"| {B.REAL_ROW} | 3 |" in md
+    assert "## Augmentation gain" in md and "utility.gain@1.balanced_accuracy" in md
     assert (out / "plots" / "summary.png").is_file()
     # a third run recomputes nothing
     fake3 = FakeModels()

@@ -162,3 +162,40 @@ MNIST_FILES: dict[str, dict[str, object]] = {
     "test-labels": {"stem": "t10k-labels-idx1-ubyte", "n": 10000, "gz_md5": "ec29112dd5afa0611ce80d1b7f02629c",
                     "raw_md5": "27ae3e4e09519cfbb04c329615203637"},
 }
+
+
+# ------------------------------------------------------------------------------------- label-preserving augmentation
+
+#: Augmentations a classifier may use on each dataset without changing the label. Ops: ``crop`` (random
+#: translation), ``hflip``/``vflip`` (mirror left-right / top-bottom), ``rot90`` (multiples of 90 degrees),
+#: ``rotate`` (small rotations, +-15 degrees), ``color`` (brightness/contrast/saturation jitter, RGB only).
+#: Why each entry: a mirror swaps left and right, so no horizontal flip where laterality is the label (the organ
+#: sets: femur/kidney/lung left vs right) or where anatomy has a side (chest X-rays: the heart); no vertical flip
+#: where depth or gravity has a direction (OCT and ultrasound B-scans, CT slices, X-rays, digits); rot90 only where
+#: the content has no orientation (cells, tissue patches, skin lesions); colour only where stain or camera colour
+#: varies between sites and is not itself the finding's only cue.
+LABEL_PRESERVING: dict[str, tuple[str, ...]] = {
+    "pathmnist": ("crop", "hflip", "vflip", "rot90", "rotate", "color"),
+    "chestmnist": ("crop", "rotate"),
+    "dermamnist": ("crop", "hflip", "vflip", "rot90", "rotate", "color"),
+    "octmnist": ("crop", "hflip", "rotate"),
+    "pneumoniamnist": ("crop", "rotate"),
+    "retinamnist": ("crop", "hflip", "vflip", "rotate", "color"),
+    "breastmnist": ("crop", "hflip", "rotate"),
+    "bloodmnist": ("crop", "hflip", "vflip", "rot90", "rotate", "color"),
+    "tissuemnist": ("crop", "hflip", "vflip", "rot90", "rotate"),
+    "organamnist": ("crop", "rotate"),
+    "organcmnist": ("crop", "rotate"),
+    "organsmnist": ("crop", "rotate"),
+    "mnist": ("crop", "rotate"),
+}
+#: For a dataset qmedgen knows nothing about (``folder:PATH``): only what cannot swap a label in any domain.
+UNKNOWN_DATASET_OPS: tuple[str, ...] = ("crop", "rotate")
+AUGMENT_OPS: tuple[str, ...] = ("crop", "hflip", "vflip", "rot90", "rotate", "color")
+
+
+def label_preserving_ops(dataset: str, channels: int = 3) -> tuple[str, ...]:
+    """The augmentations allowed on ``dataset`` (``embedded-X`` and ``X:...`` resolve to X); colour needs RGB."""
+    key = dataset.lower().split(":")[0].removeprefix("embedded-")
+    ops = LABEL_PRESERVING.get(key, UNKNOWN_DATASET_OPS)
+    return tuple(op for op in ops if op != "color" or channels == 3)

@@ -40,6 +40,7 @@ TOP_KEYS = {"name", "description", "data", "size", "split", "seeds", "subset_siz
             "keys", "sample", "evaluate", "utility", "quick"}
 REAL_ROW = "real-vs-real"  # aggregated 'perfect generator' reference row
 MERGE_KEYS = {"train", "keys", "sample", "evaluate", "utility"}
+GAIN_METRICS = ("balanced_accuracy", "accuracy", "macro_auc", "qwk")  # higher is better for each
 PLOT_METRICS = ("fid", "kid", "precision", "recall", "coverage", "conditional_accuracy", "msssim_diversity",
                 "copy_fraction")
 
@@ -261,9 +262,13 @@ def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, p
             if ut.get(k) is not None:
                 ut[k] = tuple(ut[k])
         ucfg = _build(UtilityConfig, "utility", ut)
+        cache_path = out / "utility-cache.json"  # real-only arms, shared by the models of one (n, seed)
+        cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
         result, json_path, _ = utility_for_samples(samples, c["data"], c["n"], c["seed"], c["split"], ucfg, samples,
-                                                   size=c["overrides"].get("data.size"))
+                                                   size=c["overrides"].get("data.size"), cache=cache)
+        write_json_atomic(cache_path, cache)
         stages["utility"] = {arm: {k: v["mean"] for k, v in s.items()} for arm, s in result["summary"].items()}
+        stages["utility_selection"] = result["selection"]
         stages["utility_file"] = str(json_path)
         state.save()
 
@@ -281,10 +286,25 @@ def _build(cls, section: str, values: dict):
 # ----------------------------------------------------------------------------------------------- aggregation
 
 def _cell_values(entry: dict) -> dict[str, float]:
+    """A cell's metrics, flattened; plus the augmentation gains ``utility.gain@R.<metric>`` (real+syn@R minus real,
+    both means over the same classifier seeds, so paired) and, stricter, ``utility.gain_vs_best_real@R.<metric>``
+    (minus the better of real and real-noaug on the test split itself: a baseline chosen with hindsight)."""
     vals = dict(entry["stages"].get("evaluate", {}).get("metrics", {}))
-    for arm, ms in entry["stages"].get("utility", {}).items():
+    ut = entry["stages"].get("utility", {})
+    for arm, ms in ut.items():
         for k, v in ms.items():
             vals[f"utility.{arm}.{k}"] = v
+    base = ut.get("real")
+    if base:
+        for arm, ms in ut.items():
+            tag = arm.split("@", 1)[1] if arm.startswith("real+syn@") else "pretrain" if arm == "syn>real" else None
+            if tag is None:
+                continue
+            for k in GAIN_METRICS:
+                if k in ms and k in base:
+                    vals[f"utility.gain@{tag}.{k}"] = ms[k] - base[k]
+                    best = max(r[k] for a, r in ut.items() if a in ("real", "real-noaug") and k in r)
+                    vals[f"utility.gain_vs_best_real@{tag}.{k}"] = ms[k] - best
     return vals
 
 
@@ -343,16 +363,28 @@ def _fmt(s: dict) -> str:
 def results_markdown(proto: dict, results: dict) -> str:
     """Sample-quality and utility tables (mean [95% t-interval] over seeds), then seed-paired differences."""
     quality = [k for k in results["metrics"] if not k.startswith("utility.")]
-    utility = [k for k in results["metrics"] if k.startswith("utility.")]
+    main_metric = [m for m in ("balanced_accuracy", "qwk") if any(k.endswith(f".{m}") for k in results["metrics"])]
+    utility = [k for k in results["metrics"] if k.startswith("utility.") and not k.startswith("utility.gain")
+               and k.endswith(tuple(f".{m}" for m in main_metric))]
+    gains = [k for k in results["metrics"] if k.startswith("utility.gain") and k.endswith(tuple(
+        f".{m}" for m in main_metric))]
     lines = [f"# Benchmark {proto['name']}", "", str(proto.get("description", "")).strip(), "",
              f"Dataset {proto['data']} ({proto['size']} px), reference split {proto['split']}; seeds "
              f"{proto['seeds']}; mean over seeds [95% t-interval]. ↑/↓: higher/lower is better; ≈1: as real data. "
-             f"Row `{REAL_ROW}`: real images of another split with the samples' class counts, scored the same way."]
-    for title, names in (("Sample quality", quality), ("Downstream utility (test split)", utility)):
+             f"Row `{REAL_ROW}`: real images of another split with the samples' class counts, scored the same way. "
+             "Every metric of every arm is in results.json; the tables below show the headline ones."]
+    sections = (("Sample quality", quality, ""), ("Downstream utility (test split)", utility, ""),
+                ("Augmentation gain", gains,
+                 "`gain@R`: real+synthetic at ratio R minus the validation-selected real-only arm, paired by seed "
+                 "(`@val`: R chosen on validation; `@pretrain`: pre-trained on synthetic, fine-tuned on real). "
+                 "`gain_vs_best_real`: minus the better real-only arm on the test split itself (a baseline chosen "
+                 "with hindsight, so stricter). Mean over generator seeds [95% t-interval]."))
+    for title, names, note in sections:
         if not names:
             continue
-        lines += ["", f"## {title}", "", "| model | n/class | " + " | ".join(f"{k} {_arrow(k)}" for k in names) + " |",
-                  "|---|---" + "|---" * len(names) + "|"]
+        lines += ["", f"## {title}", ""] + ([note, ""] if note else []) + [
+            "| model | n/class | " + " | ".join(f"{k} {_arrow(k)}" for k in names) + " |",
+            "|---|---" + "|---" * len(names) + "|"]
         for r in results["rows"]:
             cells_ = [_fmt(r["metrics"].get(k, {})) for k in names]
             if all(c == "n/a" for c in cells_):
@@ -360,7 +392,7 @@ def results_markdown(proto: dict, results: dict) -> str:
             n = "all" if r["n"] is None else r["n"]
             lines.append(f"| {r['model']} | {n} | " + " | ".join(cells_) + " |")
     if results["comparisons"]:
-        names = quality + utility
+        names = quality + [k for k in gains if k.startswith("utility.gain@")]
         lines += ["", "## Paired differences vs the reference (same seeds = same real images; paired t-test p)", "",
                   "| model - reference | n/class | " + " | ".join(names) + " |", "|---|---" + "|---" * len(names) + "|"]
         for c in results["comparisons"]:

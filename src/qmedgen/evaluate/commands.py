@@ -70,8 +70,13 @@ def register(subparsers) -> None:
     u.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="classifier seeds (default 0 1 2)")
     u.add_argument("--ratios", type=float, nargs="+", default=[1.0], help="synthetic/real ratios (default 1)")
     u.add_argument("--arms", nargs="+", default=["real", "real-noaug", "real+syn", "syn"],
-                   help="arms: real (baseline), real-noaug, real+syn, syn")
-    u.add_argument("--steps", type=int, default=300, help="training steps per classifier (default 300)")
+                   help="arms: real (baseline), real-noaug, real+syn (one per ratio), real+syn@val (ratio chosen on "
+                        "validation), syn, syn>real (pre-train on synthetic, fine-tune on real)")
+    u.add_argument("--epochs", type=float, default=100,
+                   help="passes over each arm's own training set (the same for every arm; default 100)")
+    u.add_argument("--augment", nargs="*",
+                   help="fixed augmentation ops for every arm (default: chosen on a validation split among the "
+                        "dataset's label-preserving ones; see qmedgen.data.catalog.LABEL_PRESERVING)")
     u.add_argument("--batch-size", type=int, default=64)
     u.add_argument("--size", type=int, help="image size of the real set (default: the run's size, else 28)")
     u.add_argument("--out", type=Path, help="output folder (default: next to the samples)")
@@ -112,7 +117,8 @@ def _utility(args: argparse.Namespace) -> int:
     from qmedgen.evaluate.pipeline import utility_for_samples
     from qmedgen.evaluate.utility import UtilityConfig
 
-    cfg = UtilityConfig(arms=tuple(args.arms), ratios=tuple(args.ratios), seeds=tuple(args.seeds), steps=args.steps,
+    cfg = UtilityConfig(arms=tuple(args.arms), ratios=tuple(args.ratios), seeds=tuple(args.seeds), epochs=args.epochs,
+                        augment=None if args.augment is None else tuple(args.augment),
                         batch_size=args.batch_size, progress=not args.quiet, device=args.device)
     _, json_path, md_path = utility_for_samples(args.samples, args.data, args.n_per_class, args.subset_seed,
                                                 args.split, cfg, args.out, args.root, args.size)

@@ -160,7 +160,8 @@ def _real_baseline(data, split, size, root, fake_labels, real_images, real_label
 def utility_for_samples(samples: Path | None, data: str | None = None, n_per_class: int | None = None,
                         subset_seed: int = 0, split: str = "test", cfg: UtilityConfig | None = None,
                         out: Path | None = None, root: Path | None = None, size: int | None = None,
-                        real_indices: np.ndarray | None = None) -> tuple[dict, Path, Path]:
+                        real_indices: np.ndarray | None = None, cache: dict | None = None
+                        ) -> tuple[dict, Path, Path]:
     """Downstream-utility study for a sample folder (or real-only arms without samples); writes JSON and markdown.
 
     The real training subset is, in order of preference: ``real_indices``; ``n_per_class`` drawn with
@@ -193,7 +194,7 @@ def utility_for_samples(samples: Path | None, data: str | None = None, n_per_cla
         how = "full training split"
     cfg = replace(cfg, extra={**cfg.extra, "real_subset": how})
     result = run_utility((train.images[idx], y_train[idx]), (test.images, _labels_1d(test)), train.info.n_classes,
-                         train.info.task, syn, cfg, dataset=data)
+                         train.info.task, syn, cfg, dataset=data, cache=cache)
     result.update({"dataset": data, "split": split, "samples": str(src) if src else None})
     out = Path(out) if out is not None else (src.parent if src is not None and src.is_file() else src)
     if out is None:
