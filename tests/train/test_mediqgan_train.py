@@ -248,3 +248,12 @@ def test_presets_resolve_to_the_paper_configs(preset):
         assert (m.n_subgenerators, m.depth, m.split_ratio) == expected[preset]
     if preset == "mediqgan-retinamnist":
         assert cfg.data.split == "all" and cfg.train.steps == 200 * 1600 // 10
+
+
+def test_mode_seeking_pairs_latents_and_pushes_images_apart():
+    trainer = _trainer("gan.n_critic=1", "gan.mode_seeking=1.0")
+    calls = []
+    trainer.generator.register_forward_hook(lambda m, i, o: calls.append((o.shape[0], o.requires_grad)))
+    m = trainer.train_step(0)
+    assert calls == [(4, False), (8, True)]  # the generator update sees two latents per label
+    assert math.isfinite(m["mode_seeking"]) and m["mode_seeking"] > 0

@@ -70,6 +70,9 @@ class GANConfig:
     noise_bound_r0: float | None = option(None, help="R0 of the adaptive noise bound (default: the first step's R)")
     noise_ratio_momentum: float = option(0.9, min=0.0, max=0.999, help="smoothing of R = |L_D| / |L_G|")
     prototype_batch_size: int = option(64, min=1, help="batch size of the warm-start feature extraction")
+    mode_seeking: float = option(
+        0.0, min=0.0, help="weight of the mode-seeking term (Mao et al. 2019, MSGAN): two latents per label, the "
+        "generator is penalised by w / (mean|G(z1)-G(z2)| / mean|z1-z2| + 1e-5); raises few-shot diversity")
 
 
 @dataclass
@@ -235,15 +238,24 @@ class Trainer(LoopTrainer):
         # ---- generator
         self.critic.requires_grad_(False)
         try:
+            ms_weight = cfg.gan.mode_seeking
+            pairs = 2 if ms_weight > 0 else 1
             with self.autocast():
-                fake = self.generator(self._latent(y), y)
-                d_gen = self.critic(self._augment(fake), y).float()
+                z = self._latent(y, pairs)
+                fake = self.generator(z, y.repeat(pairs))
+                d_gen = self.critic(self._augment(fake), y.repeat(pairs)).float()
             adv = -d_gen.mean() if wgan else F.softplus(-d_gen).mean()
             reg = adv.new_zeros(())
             if self.generator.prototypes is not None:
                 pc = cfg.model.prototypes
                 reg = self.generator.prototypes.separation_loss(pc.reg_weight, pc.reg_margin)
             loss_g = adv + reg
+            if pairs == 2:  # same labels, two latents: reward images that move when the latent moves
+                f1, f2 = fake.float().chunk(2)
+                z1, z2 = z.float().chunk(2)
+                ratio = (f1 - f2).abs().mean() / (z1 - z2).abs().mean().clamp_min(1e-8)
+                mode_seeking = ms_weight / (ratio + 1e-5)
+                loss_g = loss_g + mode_seeking
             self.optimize(loss_g, self.opt_g, clip=clip)
             q_grad = None
             if self.generator.quantum_layer is not None and self.generator.quantum_layer.weight.grad is not None:
@@ -259,6 +271,8 @@ class Trainer(LoopTrainer):
             "gp": float(gp.detach()),
             "proto_reg": float(reg.detach()),
         }
+        if pairs == 2:
+            metrics["mode_seeking"] = float(mode_seeking.detach())
         if wgan:
             metrics["w_dist"] = float((d_real.mean() - d_fake.mean()).detach())
         if q_grad is not None:  # circuit-weight gradient norm: watch for barren plateaus (it collapsing to ~0)
