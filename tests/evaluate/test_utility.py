@@ -173,3 +173,15 @@ def test_real_arms_are_shared_through_the_cache(blood, monkeypatch):
                                                                          for c in calls)
     assert second["runs"]["real"] == first["runs"]["real"]
     assert second["runs"]["real+syn@1"] == first["runs"]["real+syn@1"]  # seeded: the same
+
+
+def test_filter_drops_copies_before_the_synthetic_arms(blood):
+    train, test = blood
+    copies = (train.images.copy(), train.labels.copy())  # exact copies of the training images: all near copies
+    cfg = U.UtilityConfig(arms=("real", "real+syn"), ratios=(1.0,), seeds=(0,), epochs=0.3, batch_size=8,
+                          augment=("crop",), filter=True, progress=False, device="cpu")
+    syn = (np.concatenate([copies[0], noisy_copy(train.images, 40.0)]), np.concatenate([copies[1], train.labels]))
+    res = U.run_utility((train.images, train.labels), (test.images, test.labels), 8, "multi-class", syn, cfg,
+                        dataset="embedded-bloodmnist")
+    assert res["filter"]["per_reason"]["near-copy"] >= len(train.images)
+    assert res["settings"]["n_synthetic"] == res["filter"]["kept"] <= len(train.images)

@@ -230,6 +230,8 @@ class UtilityConfig:
     lr: float = 2e-3
     augment: tuple[str, ...] | None = None   # None: chosen on validation among candidate_policies(dataset)
     val_fraction: float = 0.2
+    filter: bool = False                      # drop off-class synthetic images and near copies first (selection)
+    min_confidence: float = 0.5
     baseline: str = "real"
     progress: bool = True
     device: str | None = None
@@ -398,6 +400,14 @@ def run_utility(real_train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarra
         bad = sorted(set(np.unique(synthetic[1]).tolist()) - set(range(n_classes)))
         if bad:
             raise DataError(f"synthetic labels {bad} are outside the dataset's classes 0..{n_classes - 1}")
+    filtered = None
+    if cfg.filter and synthetic is not None:
+        from qmedgen.evaluate.selection import select_synthetic
+
+        chosen = select_synthetic(*real_train, *synthetic, n_classes, min_confidence=cfg.min_confidence,
+                                  seed=cfg.seeds[0], device=cfg.device, classifier_epochs=cfg.epochs)
+        filtered = chosen.summary()
+        synthetic = (synthetic[0][chosen.keep], synthetic[1][chosen.keep])
     names = arm_names(cfg)
     runs: dict[str, dict[int, dict]] = {a: {} for a in names}
     selection: dict[str, dict] = {}
@@ -437,13 +447,15 @@ def run_utility(real_train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarra
                                   for k in metric_names}
     return {"runs": {a: {str(s): m for s, m in r.items()} for a, r in runs.items()}, "summary": summary,
             "comparisons": comparisons, "baseline": cfg.baseline, "metrics": metric_names, "selection": selection,
+            "filter": filtered,
             "settings": {"epochs": cfg.epochs, "pretrain_epochs": cfg.pretrain_epochs, "batch_size": cfg.batch_size,
                          "lr": cfg.lr, "augment": None if cfg.augment is None else list(cfg.augment),
                          "candidates": {k: list(v) for k, v in
                                         candidate_policies(dataset, real_train[0].shape[-1]).items()},
-                         "val_fraction": cfg.val_fraction, "seeds": list(cfg.seeds), "ratios": list(cfg.ratios),
+                         "val_fraction": cfg.val_fraction, "filter": cfg.filter, "min_confidence": cfg.min_confidence,
+                         "seeds": list(cfg.seeds), "ratios": list(cfg.ratios),
                          "task": task, "n_real_train": len(real_train[0]),
-                         "n_synthetic": None if synthetic is None else len(synthetic[0]),
+                         "n_synthetic": None if synthetic is None else len(synthetic[0]),  # after the filter
                          "n_test": len(test[0]), **cfg.extra}}
 
 
