@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "qmedgen.hardware.commands",
     "qmedgen.report.commands",
     "qmedgen.demo",
+    "qmedgen.augment",
 )
 
 

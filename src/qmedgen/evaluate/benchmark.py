@@ -157,26 +157,10 @@ class State:
 # ---------------------------------------------------------------------------------------------------- runner
 
 def _default_train(model: str, overrides: dict, run_root: Path, progress: bool = True) -> Path:
-    """Train a cell. If the cell's last run has exactly this config, a kill left it unfinished (status running or
-    interrupted) and it has a checkpoint, it continues from there, as if never stopped; if it finished before the
-    cell was recorded, it is reused; anything else starts a new run."""
-    from qmedgen.config import to_dict
-    from qmedgen.fileio import json_default, read_json
-    from qmedgen.train.api import resolve_config, train
-    from qmedgen.train.rundir import list_runs
+    """Train a cell, resuming a killed attempt or reusing a finished one (:func:`qmedgen.train.api.train_or_resume`)."""
+    from qmedgen.train.api import train_or_resume
 
-    runs = list_runs(run_root)
-    if runs and (runs[-1] / "status.json").is_file() and (runs[-1] / "config.json").is_file():
-        family, config = resolve_config(model, dict(overrides))
-        config.train.out_dir = str(run_root)
-        wanted = json.loads(json.dumps({"family": family.name, **to_dict(config)}, default=json_default))
-        same = read_json(runs[-1] / "config.json") == wanted
-        state = read_json(runs[-1] / "status.json").get("state") if same else None
-        if state == "finished":
-            return runs[-1]
-        if state in ("running", "interrupted") and (runs[-1] / "checkpoints" / "latest.json").is_file():
-            return train(model, dict(overrides), run_root=run_root, progress=progress, resume=runs[-1])
-    return train(model, dict(overrides), run_root=run_root, progress=progress)
+    return train_or_resume(model, overrides, run_root, progress=progress)
 
 
 def _default_sample(run_dir: Path, n_per_class: int, out: Path, **opts) -> Path:
@@ -269,6 +253,8 @@ def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, p
         write_json_atomic(cache_path, cache)
         stages["utility"] = {arm: {k: v["mean"] for k, v in s.items()} for arm, s in result["summary"].items()}
         stages["utility_selection"] = result["selection"]
+        if result.get("filter"):
+            stages["utility_filter"] = {k: result["filter"][k] for k in ("n", "kept", "per_reason")}
         stages["utility_file"] = str(json_path)
         state.save()
 

@@ -90,6 +90,36 @@ def train(
     return run_training(family, config, resume=resume, progress=progress)
 
 
+def train_or_resume(model: str, overrides: Overrides, run_root: str | Path, progress: bool = True) -> Path:
+    """Train ``model`` under ``run_root``, continuing where a killed attempt stopped.
+
+    For callers that re-run a whole workflow after a kill (``qmedgen benchmark``, ``qmedgen augment``). If the
+    last run under ``run_root`` has exactly this config, a kill left it unfinished (status running or interrupted)
+    and it has a checkpoint, it continues from there, as if never stopped; if it finished (before the caller could
+    record it), it is reused; anything else starts a new run.
+    """
+    import json
+
+    from qmedgen.config import to_dict
+    from qmedgen.fileio import json_default
+    from qmedgen.train.rundir import list_runs
+
+    run_root = Path(run_root)
+    overrides = dict(overrides) if isinstance(overrides, Mapping) else list(overrides)
+    runs = list_runs(run_root)
+    if runs and (runs[-1] / "status.json").is_file() and (runs[-1] / "config.json").is_file():
+        family, config = resolve_config(model, overrides)
+        config.train.out_dir = str(run_root)
+        wanted = json.loads(json.dumps({"family": family.name, **to_dict(config)}, default=json_default))
+        same = read_json(runs[-1] / "config.json") == wanted
+        state = read_json(runs[-1] / "status.json").get("state") if same else None
+        if state == "finished":
+            return runs[-1]
+        if state in ("running", "interrupted") and (runs[-1] / "checkpoints" / "latest.json").is_file():
+            return train(model, overrides, run_root=run_root, progress=progress, resume=runs[-1])
+    return train(model, overrides, run_root=run_root, progress=progress)
+
+
 def load_run(
     run_dir: str | Path, checkpoint: str | int = "latest", device: str = "auto", dist: Dist | None = None
 ) -> Trainer:
