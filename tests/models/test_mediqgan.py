@@ -63,6 +63,9 @@ def test_image_shapes_and_range(size, decoder):
         {"prototypes": {"enabled": False}},
         {"prototypes": {"enabled": False}, "latent_noise": "normal", "skip_connections": True},
         {"encoder": "linear"},
+        {"quantum_map": "linear"},
+        {"decoder_upsample": "bilinear"},
+        {"quantum_map": "linear", "readout": "all", "quantum_stream": "matched-mlp"},
         {"n_subgenerators": 16, "split_ratio": 0.25},
     ],
 )
@@ -134,6 +137,33 @@ def test_readout_placed_at_sites():
     torch.testing.assert_close(q.flatten(), expected)
     _, g_all = tiny(28, n_subgenerators=2, readout="all")
     assert g_all.quantum_proj.in_channels == 2 * 4
+
+
+def _readout_reach(g: MediQGANGenerator) -> torch.Tensor:
+    """[K, r, r]: which positions of the quantum map each sub-generator's readout moves (|d map / d readout| > 0)."""
+    y = torch.tensor([0])
+    f = g._encode(g.sample_latent(y), y).detach()
+    k, n = g.K, g.cfg.n_qubits
+    out = torch.zeros(1, k, n, requires_grad=True)
+    g.circuit_map = lambda angles: out + 0 * angles  # the readouts become the variables
+    reach = []
+    for i in range(k):
+        q = g._quantum_stream(f)  # [1, C, r, r]
+        jac = torch.stack([torch.autograd.grad(q[0, :, a, b].sum(), out, retain_graph=True)[0][0, i].abs().sum()
+                           for a in range(q.shape[2]) for b in range(q.shape[3])])
+        reach.append(jac.view(q.shape[2], q.shape[3]) > 0)
+    return torch.stack(reach)
+
+
+def test_linear_quantum_map_lets_every_readout_reach_the_whole_map():
+    _, g = tiny(28, quantum_map="linear")
+    assert isinstance(g.quantum_proj, torch.nn.Linear) and g.quantum_proj.in_features == 2  # K=2, mean readout
+    assert g.quantum_proj.out_features == g.cfg.quantum_channels * 7 * 7
+    assert _readout_reach(g).all()
+    _, paper = tiny(28)  # sites (paper): sub-generator 0 (site 0, top-left) cannot reach the opposite corner
+    reach = _readout_reach(paper)
+    assert reach[0, 0, 0] and not reach[0, -1, -1] and reach[1, -1, -1] and not reach[1, 0, 0]
+    assert paper.cfg.quantum_map == "sites"
 
 
 def _quantum_jacobian_rank(readout: str) -> int:
@@ -360,3 +390,19 @@ def test_upsample_conv_equals_upsampling_then_conv():
         params = [x, conv.weight] + ([conv.bias] if bias else [])
         for a, b in zip(torch.autograd.grad(out, params, cot), torch.autograd.grad(ref, params, cot)):
             assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_bilinear_upsampling_block_is_upsample_then_conv():
+    from qmedgen.models.mediqgan import UpBlock
+
+    torch.manual_seed(0)
+    block = UpBlock(5, 6, upsample="bilinear")
+    x = torch.randn(2, 5, 7, 7)
+    up = torch.nn.functional.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+    lrelu = torch.nn.functional.leaky_relu
+    expected = lrelu(block.conv2(lrelu(block.conv1(up), 0.2)), 0.2) + block.shortcut(up)
+    torch.testing.assert_close(block(x), expected)
+    _, g = tiny(28, decoder_upsample="bilinear")
+    assert all(b.upsample == "bilinear" for b in g.decoder.blocks)
+    _, paper = tiny(28)
+    assert all(b.upsample == "nearest" for b in paper.decoder.blocks)  # the authors' code stays the default

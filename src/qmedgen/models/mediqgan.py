@@ -14,13 +14,24 @@ Data flow (Jiao et al., arXiv 2506.21015; the shapes below are for 64 px)::
          -> readout "mean" (paper: one scalar per sub-generator) or "all" (the n expectations as n channels)
          -> placed back on the 4x4 grid: sub-generator k writes its R values (R = 1 or n) into its own channels
             at its site, zeros elsewhere ([B, K*R, 4, 4]) -> 1x1 conv -> 16 channels -> bilinear x2 to 8x8
+            (``quantum_map="sites"``, the paper's; ``"linear"``: one linear layer from the K*R readouts to the
+            16 x 8 x 8 map, so no position is fixed at zero)
     concat -> fused [B, 32-q+16, 8, 8] -> decoder -> tanh -> image [B, C, S, S]
          ("style2": per stage [nearest x2, 3x3 conv, LReLU, 3x3 conv, LReLU] + 1x1-conv shortcut, then learned
-          noise injection and LReLU; widths 128/96/64; then 3x3 conv -> 32, LReLU, 1x1 conv -> C.
+          noise injection and LReLU; widths 128/96/64; then 3x3 conv -> 32, LReLU, 1x1 conv -> C;
+          ``decoder_upsample="bilinear"`` replaces the nearest x2 by bilinear x2.
           "vanilla": linear to 64x8x8, transposed convs 64 -> 32 -> 16 -> C.)
 
 Sizes other than 64: 32 and 128 px use the same 8x8 fusion map with 2 and 4 decoder stages; 28 px uses a 7x7 map
 (the 4x4 sites are then adaptive-average-pooled, overlapping windows) and 2 stages.
+
+**Spatial layout and artefacts** (measured on BloodMNIST, 10 images per class, 28 px, 1500 steps; the
+comparison is in ``docs/guide.md``). With ``encoder="broadcast"`` (the paper's) every position of the grid holds the
+same vector and the 1x1 and 3x3 convolutions are translation-equivariant, so the map differs between positions only
+through the zero padding of the 3x3 convolutions: the layout a sample can have is a function of the distance to the
+border. Samples show square cells inside square frames and concentric-square texture (RetinaMNIST: orange squares
+instead of discs). ``encoder="linear"`` gives every position its own weights: round cells, no frames. Prefer it
+off the paper's presets (``mediqgan-fewshot`` uses it).
 
 **Readout and rank.** With ``readout="mean"`` (the paper's), each sub-generator contributes ONE number, so the
 quantum stream's Jacobian with respect to z has rank <= K whatever ``n_qubits`` is; ``readout="all"`` keeps all
@@ -143,6 +154,11 @@ class ModelConfig:
     )
     circuit_init_std: float | None = option(None, min=0.0, help="std of the normal/small circuit inits")
     quantum_channels: int = option(16, min=1, help="channels of the projected quantum map (paper: 16)")
+    quantum_map: str = option(
+        "sites", choices=("sites", "linear"),
+        help="readouts -> quantum map: each at its own 4x4 site, zeros elsewhere, 1x1 conv, bilinear x2 (paper), "
+        "or one linear layer to the whole map at the fusion resolution",
+    )
     latent_noise: str = option(
         "bounded-normal",
         choices=("bounded-normal", "bounded-uniform", "normal"),
@@ -154,6 +170,10 @@ class ModelConfig:
         help="generator init as the authors' code (Kaiming convs, orthogonal linears) or PyTorch defaults",
     )
     decoder: str = option("style2", choices=("style2", "vanilla"), help="decoder architecture")
+    decoder_upsample: str = option(
+        "nearest", choices=("nearest", "bilinear"),
+        help="style2 upsampling: nearest x2 (authors' code) or bilinear x2 (smoother, no 2x2 blocks)",
+    )
     decoder_channels: list[int] = option(
         [], help="widths of the upsampling stages (default by size: 28/32 [128,64], 64 [128,96,64], 128 +32)"
     )
@@ -260,27 +280,34 @@ class UpBlock(nn.Module):
     (a pointwise conv commutes with nearest upsampling): the same function with 30-36 % fewer MACs per block.
     """
 
-    def __init__(self, c_in: int, c_out: int) -> None:
+    def __init__(self, c_in: int, c_out: int, upsample: str = "nearest") -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.shortcut = nn.Conv2d(c_in, c_out, 1)
+        self.upsample = upsample
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = F.leaky_relu(upsample_conv3x3(x, self.conv1.weight, self.conv1.bias), 0.2)
-        h = F.leaky_relu(self.conv2(h), 0.2)
-        return h + F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest")
+        if self.upsample == "nearest":
+            h = upsample_conv3x3(x, self.conv1.weight, self.conv1.bias)
+        else:  # bilinear x2 then the 3x3 conv (no folding: bilinear is not piecewise constant)
+            h = self.conv1(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+        h = F.leaky_relu(self.conv2(F.leaky_relu(h, 0.2)), 0.2)
+        # the 1x1 shortcut commutes with both upsamplings (linear per channel, weights summing to 1)
+        return h + F.interpolate(self.shortcut(x), scale_factor=2, mode=self.upsample,
+                                 **({} if self.upsample == "nearest" else {"align_corners": False}))
 
 
 class Style2Decoder(nn.Module):
     """Up blocks (128/96/64 at 64 px), each followed by noise injection and LReLU; 3x3 -> 32, LReLU, 1x1 -> C."""
 
-    def __init__(self, c_in: int, widths: tuple[int, ...], channels: int, head: int = 32) -> None:
+    def __init__(self, c_in: int, widths: tuple[int, ...], channels: int, head: int = 32,
+                 upsample: str = "nearest") -> None:
         super().__init__()
         self.blocks = nn.ModuleList()
         self.noise = nn.ModuleList()
         for w in widths:
-            self.blocks.append(UpBlock(c_in, w))
+            self.blocks.append(UpBlock(c_in, w, upsample))
             self.noise.append(NoiseInjection(w))
             c_in = w
         self.head = nn.Conv2d(c_in, head, 3, padding=1)
@@ -430,14 +457,17 @@ class MediQGANGenerator(nn.Module):
             else:
                 self.matched_mlp = MatchedMLP(self.K, n, target_params=cfg.depth * n)
             self.readout_width = 1 if cfg.readout == "mean" else n
-            self.quantum_proj = nn.Conv2d(self.K * self.readout_width, cfg.quantum_channels, 1)
+            if cfg.quantum_map == "sites":
+                self.quantum_proj: nn.Module = nn.Conv2d(self.K * self.readout_width, cfg.quantum_channels, 1)
+            else:
+                self.quantum_proj = nn.Linear(self.K * self.readout_width, cfg.quantum_channels * r * r)
             fused += cfg.quantum_channels
 
         # decoder
         widths = decoder_widths(cfg, image_size)
         n_up = len(widths)
         if cfg.decoder == "style2":
-            self.decoder: nn.Module = Style2Decoder(fused, widths, channels)
+            self.decoder: nn.Module = Style2Decoder(fused, widths, channels, upsample=cfg.decoder_upsample)
         else:
             self.decoder = VanillaDecoder(fused, self.base, n_up, channels)
         self.skips: PrototypeSkips | None = None
@@ -551,6 +581,9 @@ class MediQGANGenerator(nn.Module):
         b, k, w = f.shape[0], self.K, self.readout_width
         out = self.circuit_map(self._angles(f))  # [B, K, n]
         vals = out.mean(-1, keepdim=True) if w == 1 else out  # [B, K, R]
+        if self.cfg.quantum_map == "linear":  # every readout can shape the whole map: no fixed zero pattern
+            qmap = self.quantum_proj(vals.reshape(b, k * w).to(f.dtype))
+            return qmap.view(b, -1, self.base, self.base)
         # sub-generator k writes its R values into channels k*R .. k*R+R-1 at its own site, zeros elsewhere
         onehot = F.one_hot(self.sites, 16).to(vals.dtype)  # [K, 16]
         grid = vals.unsqueeze(-1) * onehot[None, :, None, :]  # [B, K, R, 16]
