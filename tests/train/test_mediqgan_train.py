@@ -248,6 +248,10 @@ def test_presets_resolve_to_the_paper_configs(preset):
         assert (m.n_subgenerators, m.depth, m.split_ratio) == expected[preset]
     if preset == "mediqgan-retinamnist":
         assert cfg.data.split == "all" and cfg.train.steps == 200 * 1600 // 10
+    # the paper's presets keep the paper's broadcast encoder and site-placed readouts; few-shot uses the linear
+    # encoder (the broadcast one draws square frames, see the generator's docstring)
+    assert cfg.model.encoder == ("linear" if preset == "mediqgan-fewshot" else "broadcast")
+    assert cfg.model.quantum_map == "sites" and cfg.model.decoder_upsample == "nearest"
 
 
 def test_mode_seeking_pairs_latents_and_pushes_images_apart():
