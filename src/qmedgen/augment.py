@@ -50,7 +50,7 @@ import numpy as np
 from qmedgen.errors import ConfigError, DataError, UserError
 from qmedgen.fileio import atomic_path, read_json, write_json
 
-DEFAULT_MODEL = "mediqgan-fewshot"  # the default generator (to become the benchmark winner); named only here
+DEFAULT_MODEL = "mediqgan-augment"  # the default generator (28 px, linear encoder, mode seeking); named only here
 STAGES = ("prepare", "train", "sample", "filter", "write", "utility")
 STATE_FORMAT = "qmedgen-augment-state/1"
 MANIFEST_FORMAT = "qmedgen-augment-manifest/1"

@@ -261,3 +261,10 @@ def test_mode_seeking_pairs_latents_and_pushes_images_apart():
     m = trainer.train_step(0)
     assert calls == [(4, False), (8, True)]  # the generator update sees two latents per label
     assert math.isfinite(m["mode_seeking"]) and m["mode_seeking"] > 0
+
+
+def test_augmentation_preset_carries_the_measured_fixes():
+    family, cfg = api.resolve_config("mediqgan-augment")
+    assert family.name == "mediqgan" and cfg.data.size == 28 and cfg.data.n_per_class == 10
+    assert cfg.model.encoder == "linear" and cfg.gan.mode_seeking == 1.0 and cfg.gan.ema
+    assert api.resolve_config("mediqgan-retinamnist")[1].model.encoder == "broadcast"  # the paper's stays
