@@ -203,3 +203,24 @@ def test_cell_killed_mid_training_resumes_its_run(monkeypatch, tmp_path):
     changed = {**overrides, "model.hidden": 8}  # another config: never resumed into the old run
     other = _default_train("toy", changed, tmp_path / "b", progress=False)
     assert other != resumed and other.name.startswith("00001-")
+
+
+def test_processes_with_disjoint_models_share_one_output(tmp_path, tiny_extractor_file):
+    proto = B.load_protocol(_protocol(tmp_path, tiny_extractor_file))
+    proto["utility"] = {"enabled": False}
+    out = tmp_path / "out"
+    # a second process that loaded the state before the first one finished must not drop the first one's cells
+    stale = B.State(out / "state.json", proto)
+    fake = FakeModels()
+    B.run_benchmark(proto, out, trainer=fake.train, sampler=fake.sample, progress=False, log=lambda m: None,
+                    models=["clean"])
+    assert {o["model.tag"] for _, o in fake.trained} == {"clean"}
+    stale.cell(B.cells(proto)[1])  # a 'noisy' cell
+    stale.save()
+    assert set(json.loads((out / "state.json").read_text())["cells"]) >= {"clean_n3_s0", "clean_n3_s1"}
+    fake2 = FakeModels()
+    res = B.run_benchmark(proto, out, trainer=fake2.train, sampler=fake2.sample, progress=False, log=lambda m: None,
+                          models=["noisy"])
+    assert {o["model.tag"] for _, o in fake2.trained} == {"noisy"} and res["n_cells_done"] == 4
+    with pytest.raises(ConfigError, match="not in the protocol's models"):
+        B.run_benchmark(proto, out, models=["bogus"], log=lambda m: None)

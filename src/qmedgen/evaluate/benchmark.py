@@ -16,7 +16,9 @@ is finished, and a cell whose settings changed is recomputed.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import fcntl
 import hashlib
 import json
 import math
@@ -131,27 +133,60 @@ def cells(proto: dict) -> list[dict]:
     return out
 
 
+@contextlib.contextmanager
+def locked(path: Path):
+    """An exclusive lock on ``path`` + ``.lock``: several benchmark processes (``--models``) share one output."""
+    with open(path.with_name(path.name + ".lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read_state(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"{path}: corrupt benchmark state ({exc}); move it away to start over") from exc
+
+
 class State:
-    """``state.json``: per-cell stage results, written atomically after every stage."""
+    """``state.json``: per-cell stage results, written atomically after every stage. Each save merges: the cells
+    this process touched are written over what is on disk, every other cell is taken from the disk, so processes
+    running disjoint models (``run_benchmark(models=...)``) can share one output folder."""
 
     def __init__(self, path: Path, protocol: dict) -> None:
         self.path = path
-        self.data = {"protocol": protocol["name"], "cells": {}}
-        if path.is_file():
-            try:
-                self.data = json.loads(path.read_text())
-            except ValueError as exc:
-                raise ConfigError(f"{path}: corrupt benchmark state ({exc}); move it away to start over") from exc
+        self.data = _read_state(path) or {"protocol": protocol["name"], "cells": {}}
+        self.touched: set[str] = set()
 
     def cell(self, c: dict) -> dict:
         entry = self.data["cells"].get(c["id"])
         if entry is None or entry.get("hash") != c["hash"]:
             entry = {"hash": c["hash"], "model": c["model"], "n": c["n"], "seed": c["seed"], "stages": {}}
             self.data["cells"][c["id"]] = entry
+        self.touched.add(c["id"])
         return entry
 
     def save(self) -> None:
-        write_json_atomic(self.path, self.data)
+        with locked(self.path):
+            disk = _read_state(self.path)
+            if disk is not None:
+                for cid, entry in disk["cells"].items():
+                    if cid not in self.touched:
+                        self.data["cells"][cid] = entry
+            write_json_atomic(self.path, self.data)
+
+
+def update_json_locked(path: Path, update: Callable[[dict], None]) -> None:
+    """Read-modify-write of a shared JSON file under :func:`locked`."""
+    with locked(path):
+        data = json.loads(path.read_text()) if path.is_file() else {}
+        update(data)
+        write_json_atomic(path, data)
 
 
 # ---------------------------------------------------------------------------------------------------- runner
@@ -171,8 +206,12 @@ def _default_sample(run_dir: Path, n_per_class: int, out: Path, **opts) -> Path:
 
 def run_benchmark(protocol: str | Path | dict, out: Path | None = None, quick: bool = False,
                   trainer: Callable | None = None, sampler: Callable | None = None, progress: bool = True,
-                  device: str | None = None, log: Callable[[str], None] | None = None) -> dict:
-    """Run (or resume) a protocol; returns the aggregated results (also written to ``OUT/results.*``)."""
+                  device: str | None = None, log: Callable[[str], None] | None = None,
+                  models: list[str] | None = None) -> dict:
+    """Run (or resume) a protocol; returns the aggregated results (also written to ``OUT/results.*``).
+
+    ``models``: run only the cells of these model labels (several processes, one per group of models, can share
+    ``out``: the state merges on every save; the results cover every finished cell)."""
     proto = protocol if isinstance(protocol, dict) else load_protocol(protocol, quick)
     out = Path(out) if out is not None else Path("benchmarks") / proto["name"]
     out.mkdir(parents=True, exist_ok=True)
@@ -182,8 +221,13 @@ def run_benchmark(protocol: str | Path | dict, out: Path | None = None, quick: b
     sampler = sampler or _default_sample
     state = State(out / "state.json", proto)
     all_cells = cells(proto)
+    unknown = sorted(set(models or ()) - set(proto["models"]))
+    if unknown:
+        raise ConfigError(f"--models {unknown}: not in the protocol's models {sorted(proto['models'])}")
     extractors: dict[str, Any] = {}
     for i, c in enumerate(all_cells, 1):
+        if models and c["model"] not in models:
+            continue
         entry = state.cell(c)
         if entry.get("done"):
             log(f"[{i}/{len(all_cells)}] {c['id']}: done (recorded in {state.path.name}), skipped")
@@ -194,6 +238,7 @@ def run_benchmark(protocol: str | Path | dict, out: Path | None = None, quick: b
         entry["done"] = True
         entry["seconds"] = round(entry.get("seconds", 0) + time.perf_counter() - t0, 1)
         state.save()
+    state.save()  # picks up the cells other processes finished meanwhile
     results = aggregate(proto, state.data)
     write_json_atomic(out / "results.json", results)
     write_text_atomic(out / "results.md", results_markdown(proto, results))
@@ -250,7 +295,7 @@ def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, p
         cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
         result, json_path, _ = utility_for_samples(samples, c["data"], c["n"], c["seed"], c["split"], ucfg, samples,
                                                    size=c["overrides"].get("data.size"), cache=cache)
-        write_json_atomic(cache_path, cache)
+        update_json_locked(cache_path, lambda disk: disk.update(cache))
         stages["utility"] = {arm: {k: v["mean"] for k, v in s.items()} for arm, s in result["summary"].items()}
         stages["utility_selection"] = result["selection"]
         if result.get("filter"):

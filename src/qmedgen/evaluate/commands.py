@@ -93,6 +93,9 @@ def register(subparsers) -> None:
     b.add_argument("--quick", action="store_true", help="the protocol's smoke-test variant (CPU, < 20 min)")
     b.add_argument("--out", type=Path, help="output folder (default benchmarks/<protocol name>)")
     b.add_argument("--list", action="store_true", help="list the shipped protocols")
+    b.add_argument("--models", type=lambda v: v.split(","),
+                   help="only these model labels, comma-separated (run one process per group, same --out, to use "
+                        "several cores: each saves into the shared state)")
     b.add_argument("--device")
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=_benchmark)
@@ -139,7 +142,8 @@ def _benchmark(args: argparse.Namespace) -> int:
             raise ConfigError("give a protocol name or YAML file (see the list above)")
         return 0
     with _plain_warnings():
-        results = run_benchmark(args.protocol, args.out, args.quick, progress=not args.quiet, device=args.device)
+        results = run_benchmark(args.protocol, args.out, args.quick, progress=not args.quiet, device=args.device,
+                                models=args.models)
     out = args.out or Path("benchmarks") / results["protocol"]
     print((Path(out) / "results.md").read_text())
     print(f"wrote {out}/results.json, results.md and {len(results.get('plots', []))} plots")
