@@ -106,7 +106,7 @@ def test_end_to_end_with_the_default_preset(tmp_path):
         assert np.array_equal(folder.images[i], data.images[by_file[files[i]]["input_index"]])
 
     ut = json.loads((out / "utility.json").read_text())
-    assert set(ut["summary"]) == {"real", "real+syn@0.67"} and ut["settings"]["n_test"] == 8
+    assert set(ut["summary"]) == {"real", "real+syn@0.67", "syn>real"} and ut["settings"]["n_test"] == 8
     assert ut["settings"]["n_real_train"] == 24 and ut["n_synthetic"] == 16
     assert "| real |" in (out / "utility.md").read_text()
     state = json.loads((out / "augment-state.json").read_text())
