@@ -108,6 +108,7 @@ def test_benchmark_runs_aggregates_and_resumes(tmp_path, tiny_extractor_file):
     assert "| clean | 3 |" in md and "Paired differences" in md and f"| {B.REAL_ROW} | 3 |" in md
     assert "## Augmentation gain" in md and "utility.gain@1.balanced_accuracy" in md
     assert (out / "plots" / "summary.png").is_file()
+    assert (out / "grids" / "clean_n3_s0.png").is_file() and (out / "grids" / "real_n3_s1.png").is_file()
     # a third run recomputes nothing
     fake3 = FakeModels()
     B.run_benchmark(proto, out, trainer=fake3.train, sampler=fake3.sample, progress=False, log=lambda m: None)

@@ -243,8 +243,37 @@ def run_benchmark(protocol: str | Path | dict, out: Path | None = None, quick: b
     write_json_atomic(out / "results.json", results)
     write_text_atomic(out / "results.md", results_markdown(proto, results))
     results["plots"] = [str(p) for p in make_plots(results, out / "plots")]
+    results["grids"] = [str(p) for p in write_grids(proto, state.data, out / "grids")]
     write_json_atomic(out / "results.json", results)
     return results
+
+
+def write_grids(proto: dict, state: dict, out: Path, per_class: int = 8) -> list[Path]:
+    """Small sample grids to look at next to the real images: ``<cell id>.png`` (the first ``per_class`` samples of
+    every class of each finished cell) and ``real_n<N>_s<seed>.png`` (the real few-shot images that cell saw)."""
+    from qmedgen.evaluate.realdata import few_shot, load_split
+    from qmedgen.images import save_class_grid
+
+    def first(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        idx = np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+        return images[idx], labels[idx]
+
+    paths, train = [], None
+    for cid, entry in sorted(state["cells"].items()):
+        npz = Path(entry["stages"].get("sample", {}).get("samples", "")) / "samples.npz"
+        if not entry.get("done") or not npz.is_file():
+            continue
+        if train is None:
+            train = load_split(proto["data"], "train", size=proto["size"])
+            names = list(train.info.class_names)
+            labels = np.asarray(train.labels).reshape(-1)
+        d = np.load(npz)
+        paths.append(save_class_grid(*first(d["images"], d["labels"]), names, out / f"{cid}.png"))
+        real_path = out / f"real_n{'all' if entry['n'] is None else entry['n']}_s{entry['seed']}.png"
+        if not real_path.is_file():
+            idx = few_shot(labels, entry["n"], entry["seed"])
+            paths.append(save_class_grid(*first(train.images[idx], labels[idx]), names, real_path))
+    return paths
 
 
 def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, progress, device, extractors) -> None:
@@ -455,8 +484,8 @@ def make_plots(results: dict, out: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    wanted = [m for m in results["metrics"] if m in PLOT_METRICS or (m.startswith("utility.") and
-                                                                       m.endswith((".accuracy", ".macro_auc")))]
+    wanted = [m for m in results["metrics"] if m in PLOT_METRICS or (
+        m.startswith("utility.") and not m.startswith("utility.gain_vs") and m.endswith(".balanced_accuracy"))]
     if not wanted or not results["rows"]:
         return []
     out.mkdir(parents=True, exist_ok=True)
