@@ -40,6 +40,9 @@ def main() -> None:
     ap.add_argument("--variant", required=True, help="a name for this generator configuration")
     ap.add_argument("--model", default="mediqgan-fewshot")
     ap.add_argument("--set", action="append", default=[], dest="overrides")
+    ap.add_argument("--sample-opt", action="append", default=[], metavar="KEY=VALUE",
+                    help="sampling option of the trained run, e.g. sampler=ddpm steps=100 (one training, "
+                    "several samplers)")
     ap.add_argument("--data", default="bloodmnist")
     ap.add_argument("--n-per-class", type=int, default=10)
     ap.add_argument("--steps", type=int, default=1500)
@@ -60,9 +63,10 @@ def main() -> None:
     t0 = time.perf_counter()
     run = train_or_resume(args.model, overrides, args.out / args.variant / "runs", progress=False)
     train_s = time.perf_counter() - t0
-    samples = args.out / args.variant / "samples"
+    sample_opts = dict(_parse_opt(o) for o in args.sample_opt)
+    samples = args.out / args.variant / ("samples" + "".join(f"-{k}-{v}" for k, v in sample_opts.items()))
     if not (samples / "samples.npz").is_file():
-        sample(run, n_per_class=args.samples_per_class, out=samples, seed=args.seed, progress=False)
+        sample(run, n_per_class=args.samples_per_class, out=samples, seed=args.seed, progress=False, **sample_opts)
     d = np.load(samples / "samples.npz")
     tr, te = load_dataset(args.data, split="train"), load_dataset(args.data, split="test")
     idx = few_shot_subset(tr.labels, n_per_class=args.n_per_class, seed=args.seed)
@@ -74,17 +78,34 @@ def main() -> None:
         r = run_utility((tr.images[idx], tr.labels[idx]), (te.images, te.labels), tr.info.n_classes, tr.info.task,
                         (d["images"], d["labels"]), cfg, args.data, cache=cache)
         bal = {a: round(s["balanced_accuracy"]["mean"], 4) for a, s in r["summary"].items()}
-        row = {"variant": args.variant, "lever": lever, "balanced_accuracy": bal,
+        row = {"variant": args.variant, "sampling": sample_opts, "lever": lever, "balanced_accuracy": bal,
                "filter": r["filter"] and {k: r["filter"][k] for k in ("n", "kept", "per_reason")},
                "policy": r["selection"][str(args.seed)]["policy_name"],
                "ratio": r["selection"][str(args.seed)].get("ratio"), "seconds": round(time.perf_counter() - t)}
         print(json.dumps(row), flush=True)
-        lines.append(f"{args.variant} / {lever}: " + ", ".join(f"{a} {v:.4f}" for a, v in bal.items())
+        lines.append(f"{args.variant}{_opts_text(sample_opts)} / {lever}: "
+                     + ", ".join(f"{a} {v:.4f}" for a, v in bal.items())
                      + (f" (filter kept {row['filter']['kept']}/{row['filter']['n']})" if row["filter"] else "")
                      + (f" (ratio chosen on validation: {row['ratio']:g})" if row["ratio"] else ""))
     append_section(f"Augmentation levers, {args.data} {args.n_per_class}/class, seed {args.seed}", lines,
                    torch.device("cpu"), torch.get_num_threads(),
                    f"generator {args.model} {' '.join(args.overrides)}, {args.steps} steps ({train_s:.0f} s)")
+
+
+def _parse_opt(text: str) -> tuple[str, object]:
+    key, sep, value = text.partition("=")
+    if not sep:
+        raise SystemExit(f"--sample-opt wants KEY=VALUE, got {text!r}")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, value
+
+
+def _opts_text(opts: dict) -> str:
+    return f" (sampling {', '.join(f'{k}={v}' for k, v in opts.items())})" if opts else ""
 
 
 if __name__ == "__main__":

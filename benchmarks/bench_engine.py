@@ -7,6 +7,15 @@ Baselines (the issue's definitions):
   (b) PennyLane ``default.qubit`` with parameter broadcasting (one QNode call per sub-generator for the whole
       batch, torch backprop). Backprop keeps every intermediate state, so it is timed on at most ``--b-batch``
       samples and extrapolated linearly in the batch size (also printed).
+  (c) TorchQuantum (MIT HAN lab, PyPI ``torchquantum``), the peer batched torch state-vector simulator: the same
+      gates with its functional API (``tq.QuantumDevice(n_wires, bsz)`` holding one circuit per sample and
+      sub-generator, ``torchquantum.functional`` rotations / cz / cnot with per-circuit angles, readout with
+      ``torchquantum.measurement.expval``), torch autograd backward, on the same device as qmedgen. Like (b) it keeps
+      every intermediate state for backprop (about 0.1 GiB per 16-qubit circuit), so it is timed on ``--c-circuits``
+      circuits (median of the repeats after a warm-up) and extrapolated linearly to the batch. Its <P_i> and the
+      gradients w.r.t. inputs and weights are checked against qmedgen on those circuits (max abs diff, fp32) and
+      printed. Optional: without an importable ``torchquantum`` (not a dependency of qmedgen; its 0.1.8 release pins
+      qiskit<1, so it lives in a throwaway environment, see RESULTS.md) (c) is skipped with a one-line message.
 Cases: MediQ-GAN (16 qubits, depth 8, 5 sub-generators with their own weights, ry-rx / ry / cz-chain / <X>, batch
 10 and 64) and the diffusion bottleneck (16 qubits, 3 layers, ry / (rz, ry) / cnot-chain / <Z>, one shared weight
 set, batch 64). Timings are the median of ``--repeats`` after one warm-up. Results are appended to
@@ -16,6 +25,8 @@ benchmarks/RESULTS.md with date, machine, versions and the load average (``conte
     python benchmarks/bench_engine.py --quick    # smaller baseline samples
     python benchmarks/bench_engine.py --device cuda
     python benchmarks/bench_engine.py --interleave 3 --a-circuits 10   # spread of the ratio vs (a)
+    python benchmarks/bench_engine.py --no-tq    # skip baseline (c); --no-pennylane skips (a) and (b);
+                                                 # --no-baselines skips all three
 """
 
 from __future__ import annotations
@@ -136,6 +147,90 @@ def time_default_broadcast(case: Case, b_batch: int) -> tuple[float, int]:
     return elapsed * case.batch / b, b
 
 
+def _tq_expval(tq, tqf, ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """(c): <P_i> ``[..., n]`` of the ansatz built gate by gate with TorchQuantum's batched functional API.
+
+    ``inputs [..., n]`` and ``weights [..., L, R, n]`` broadcast as in :func:`qmedgen.quantum.expval`; every
+    circuit of the broadcast batch is one state of a single ``QuantumDevice`` (bsz = number of circuits), and each
+    gate gets that circuit's own angle (``params`` of shape [bsz, 1]).
+    """
+    n = ansatz.n_qubits
+    lead = torch.broadcast_shapes(inputs.shape[:-1], weights.shape[:-3])
+    xs = inputs.expand(*lead, n).reshape(-1, n)
+    ws = weights.expand(*lead, *ansatz.weight_shape).reshape(-1, *ansatz.weight_shape)
+    qdev = tq.QuantumDevice(n_wires=n, bsz=xs.shape[0], device=inputs.device)
+    rot = {"rx": tqf.rx, "ry": tqf.ry, "rz": tqf.rz}
+    for name in {"ry": ("ry",), "rx": ("rx",), "ry-rx": ("ry", "rx"), "none": ()}[ansatz.encoding]:
+        for i in range(n):
+            rot[name](qdev, wires=i, params=xs[:, i : i + 1])
+    two = tqf.cz if ansatz.entangler == "cz-chain" else tqf.cnot
+    for layer in range(ansatz.depth):
+        for r, name in enumerate(ansatz.rotations):
+            for i in range(n):
+                rot[name](qdev, wires=i, params=ws[:, layer, r, i : i + 1])
+        for c, t in ansatz.entangling_pairs():
+            two(qdev, wires=[c, t])
+    obs = {"x": tq.PauliX, "y": tq.PauliY, "z": tq.PauliZ}[ansatz.observable]
+    out = tq.measurement.expval(qdev, list(range(n)), [obs() for _ in range(n)])
+    return out.reshape(*lead, n)
+
+
+@dataclass
+class TQResult:
+    seconds: float  # whole case, extrapolated linearly from ``circuits``
+    cpu: float  # process CPU seconds, extrapolated the same way
+    samples: int  # samples timed (each with all k sub-generators)
+    circuits: int
+    diff_out: float  # max |<P> (c) - <P> qmedgen| on those circuits
+    diff_grad: float  # max abs diff of the gradients w.r.t. inputs and weights
+    paired: float  # median of (c) / qmedgen on the same circuits, timed back to back in each repeat
+
+
+TQ_TOL = 1e-4
+
+
+def time_torchquantum(case: Case, device: torch.device, repeats: int, c_circuits: int) -> TQResult:
+    """(c): forward+backward with TorchQuantum on ``c_circuits`` circuits (median after a warm-up), extrapolated."""
+    import torchquantum as tq
+    import torchquantum.functional as tqf
+
+    a = case.ansatz
+    x, w = _params(case, device)
+    b = max(1, min(case.batch, c_circuits // case.k))
+    x = x.detach()[:b].clone().requires_grad_()
+    # agreement with qmedgen on the timed circuits: outputs and the gradients of their sum
+    ref = expval(a, x, w)
+    g_ref = torch.autograd.grad(ref.sum(), (x, w))
+    out = _tq_expval(tq, tqf, a, x, w)
+    g_tq = torch.autograd.grad(out.sum(), (x, w))
+    diff_out = (out - ref).abs().max().item()
+    diff_grad = max((p - q).abs().max().item() for p, q in zip(g_tq, g_ref))
+    del ref, out, g_ref, g_tq
+    times, cpu, paired = [], [], []
+    for r in range(repeats + 1):
+        x.grad = w.grad = None
+        _sync(device)
+        t0, c0 = time.perf_counter(), time.process_time()
+        out = _tq_expval(tq, tqf, a, x, w)
+        out.backward(torch.ones_like(out))
+        _sync(device)
+        t1, c1 = time.perf_counter(), time.process_time()
+        del out
+        # qmedgen on the same circuits right after: a ratio that sees the same machine load
+        x.grad = w.grad = None
+        out = expval(a, x, w)
+        out.backward(torch.ones_like(out))
+        _sync(device)
+        if r:
+            times.append(t1 - t0)
+            cpu.append(c1 - c0)
+            paired.append((t1 - t0) / (time.perf_counter() - t1))
+        del out
+    scale = case.batch / b
+    return TQResult(statistics.median(times) * scale, statistics.median(cpu) * scale, b, b * case.k, diff_out,
+                    diff_grad, statistics.median(paired))
+
+
 BIG_SCRIPT = """
 import resource, time, torch
 from qmedgen.quantum import Ansatz, expval
@@ -185,7 +280,7 @@ def machine() -> str:
 
 def versions() -> str:
     parts = [f"python {platform.python_version()}", f"torch {torch.__version__}"]
-    for dist in ("pennylane", "pennylane-lightning"):
+    for dist in ("pennylane", "pennylane-lightning", "torchquantum"):
         try:
             parts.append(f"{dist} {importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
@@ -200,11 +295,16 @@ def peak_rss_gib() -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="fewer baseline samples and repeats")
-    p.add_argument("--device", default="cpu", help="device for qmedgen (baselines always run on the CPU)")
-    p.add_argument("--repeats", type=int, default=None, help="timed repeats of qmedgen (median)")
+    p.add_argument("--device", default="cpu",
+                   help="device for qmedgen and baseline (c) (the PennyLane baselines always run on the CPU)")
+    p.add_argument("--repeats", type=int, default=None, help="timed repeats of qmedgen and of (c) (median)")
     p.add_argument("--a-circuits", type=int, default=None, help="circuits timed for baseline (a)")
     p.add_argument("--b-batch", type=int, default=None, help="samples per QNode call timed for baseline (b)")
-    p.add_argument("--no-baselines", action="store_true", help="time qmedgen only")
+    p.add_argument("--c-circuits", type=int, default=None,
+                   help="circuits timed for baseline (c) TorchQuantum (whole samples: K per MediQ-GAN sample)")
+    p.add_argument("--no-baselines", action="store_true", help="time qmedgen only (skips (a), (b) and (c))")
+    p.add_argument("--no-tq", action="store_true", help="skip baseline (c) TorchQuantum")
+    p.add_argument("--no-pennylane", action="store_true", help="skip the PennyLane baselines (a) and (b)")
     p.add_argument("--no-append", action="store_true", help="do not append to benchmarks/RESULTS.md")
     p.add_argument("--note", default="", help="free text for the results line (e.g. 'contended')")
     p.add_argument("--big", action="store_true", help="only the memory check: 20 qubits x 320 circuits fwd+bwd")
@@ -216,6 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     repeats = args.repeats or (2 if args.quick else 5)
     a_circuits = args.a_circuits or (1 if args.quick else 3)
     b_batch = args.b_batch or (2 if args.quick else 4)
+    c_circuits = args.c_circuits or (10 if args.quick else 20)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     contended = load > 0.5 * (os.cpu_count() or 1)
 
@@ -255,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         n_circ = case.batch * case.k
         ta = tb = None
         b_used = None
-        if not args.no_baselines:
+        tqr = None
+        if not (args.no_baselines or args.no_pennylane):
             try:
                 per = time_lightning_per_circuit(case, a_circuits)
                 ta = per * n_circ
@@ -269,16 +371,43 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[b] {case.name}: {tb:.1f} s (measured on {b_used} samples per call, x{scale:.0f})", flush=True)
             except ImportError as exc:
                 print(f"[b] skipped: {exc}")
+        if not (args.no_baselines or args.no_tq):
+            tqr = _run_tq(case, device, repeats, c_circuits)
+        tc = tqr.seconds if tqr else None
         ra = ta / t if ta else None
         rb = tb / t if tb else None
-        best = min(v for v in (ta, tb) if v) / t if (ta or tb) else None
+        rc = tc / t if tc else None
+        rc_cpu = tqr.cpu / cpu if tqr else None
+        best = min(v for v in (ta, tb, tc) if v) / t if (ta or tb or tc) else None
         print(f"==> {case.name}: qmedgen {t * 1e3:.1f} ms; vs (a) {ra and f'{ra:.0f}x'}; vs (b) {rb and f'{rb:.0f}x'};"
-              f" vs best baseline {best and f'{best:.0f}x'}", flush=True)
-        rows.append((case.name, t, cpu, ta, tb, ra, rb, best, b_used))
+              f" vs (c) {rc and f'{rc:.1f}x'} (CPU-s {rc_cpu and f'{rc_cpu:.1f}x'}); vs best baseline "
+              f"{best and f'{best:.0f}x'}", flush=True)
+        rows.append((case.name, t, cpu, ta, tb, ra, rb, best, b_used, tqr))
 
     if not args.no_append:
         append_results(rows, device, rss, gpu_peak, load, contended, args, a_circuits)
     return 0
+
+
+_TQ_SKIP_PRINTED = []
+
+
+def _run_tq(case: Case, device: torch.device, repeats: int, c_circuits: int) -> TQResult | None:
+    """Baseline (c), or None (with one message for the whole run) when TorchQuantum cannot be imported."""
+    try:
+        import torchquantum  # noqa: F401
+    except Exception as exc:  # its import chain fails in many ways (qiskit, torchvision, ...), not only ImportError
+        if not _TQ_SKIP_PRINTED:
+            print(f"[c] skipped: torchquantum not importable ({type(exc).__name__}: {exc})", flush=True)
+            _TQ_SKIP_PRINTED.append(True)
+        return None
+    r = time_torchquantum(case, device, repeats, c_circuits)
+    ok = "OK" if max(r.diff_out, r.diff_grad) < TQ_TOL else "MISMATCH"
+    print(f"[c] {case.name}: {r.seconds:.2f} s, {r.cpu:.2f} CPU-s (measured on {r.samples} sample(s) = {r.circuits} "
+          f"circuits, x{case.batch / r.samples:.1f}; on those circuits {r.paired:.1f}x qmedgen's time); "
+          f"agreement with qmedgen on those circuits: max |d<P>| "
+          f"{r.diff_out:.1e}, max |d grad| {r.diff_grad:.1e} (fp32, tol {TQ_TOL:.0e}) {ok}", flush=True)
+    return r
 
 
 def _fmt(v, unit="", spec=".1f"):
@@ -291,13 +420,24 @@ def append_results(rows, device, rss, gpu_peak, load, contended, args, a_circuit
         f"\n{versions()}; qmedgen peak RSS {rss:.2f} GiB"
         + (f", peak CUDA memory {gpu_peak:.2f} GiB" if gpu_peak is not None else "")
         + f"; (a) extrapolated from {a_circuits} circuit(s){'; --quick' if args.quick else ''}\n",
-        "\n| case | qmedgen wall | qmedgen CPU | (a) lightning/sample | (b) default.qubit bcast | vs (a) | vs (b) "
-        "| vs best |",
-        "|---|---|---|---|---|---|---|---|",
+        "\n| case | qmedgen wall | qmedgen CPU | (a) lightning/sample | (b) default.qubit bcast | (c) TorchQuantum "
+        "| vs (a) | vs (b) | vs (c) | vs best |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for name, t, cpu, ta, tb, ra, rb, best, _ in rows:
+    checks = []
+    for name, t, cpu, ta, tb, ra, rb, best, _, tqr in rows:
+        tc = tqr.seconds if tqr else None
+        rc = tc / t if tc else None
         lines.append(f"| {name} | {t * 1e3:.0f} ms | {cpu:.2f} s | {_fmt(ta, ' s')} | {_fmt(tb, ' s')} | "
-                     f"{_fmt(ra, 'x', '.0f')} | {_fmt(rb, 'x', '.0f')} | {_fmt(best, 'x', '.0f')} |")
+                     f"{_fmt(tc, ' s', '.2f')} | {_fmt(ra, 'x', '.0f')} | {_fmt(rb, 'x', '.0f')} | "
+                     f"{_fmt(rc, 'x', '.1f')} | {_fmt(best, 'x', '.0f')} |")
+        if tqr:
+            checks.append(f"{name}: {tqr.cpu:.2f} CPU-s (qmedgen {cpu:.2f}, {tqr.cpu / cpu:.1f}x), timed on "
+                          f"{tqr.circuits} circuits ({tqr.paired:.1f}x qmedgen on the same circuits, back to back), "
+                          f"max |d<P>| {tqr.diff_out:.1e}, max |d grad| {tqr.diff_grad:.1e}")
+    if checks:
+        lines.append(f"\n(c) TorchQuantum, extrapolated linearly from the timed circuits; agreement with qmedgen "
+                     f"(fp32, tol {TQ_TOL:.0e}): " + "; ".join(checks) + ".")
     append_lines(lines)
 
 
@@ -317,7 +457,8 @@ def append_lines(lines: list[str]) -> None:
         text += f"\n{SECTION}\n\nForward + backward of the circuit batch (`benchmarks/bench_engine.py`). (a) = one "
         text += "lightning.qubit adjoint QNode per sample and sub-generator (per-circuit cost extrapolated); (b) = "
         text += "default.qubit with parameter broadcasting, torch backprop (extrapolated from a few samples per "
-        text += "call). `--big`: 20 qubits x 320 circuits forward+backward in a fresh process (peak RSS).\n"
+        text += "call); (c) = TorchQuantum's batched functional API, torch backprop (extrapolated from a few "
+        text += "circuits). `--big`: 20 qubits x 320 circuits forward+backward in a fresh process (peak RSS).\n"
     start = text.index(SECTION)
     nxt = text.find("\n## ", start + len(SECTION))  # keep our entries inside our section
     end = len(text) if nxt < 0 else nxt
