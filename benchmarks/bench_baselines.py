@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from _results import append_section
+from qmedgen.data.catalog import GENERATED_SIZES
 from qmedgen.train.allocator import retain_freed_memory
 from qmedgen.train.api import resolve_config
 from qmedgen.train.distributed import Dist
@@ -63,7 +64,7 @@ def main() -> None:
     ap.add_argument("--protocol", default="fewshot", help="preset suffix: fewshot or retinamnist (same networks)")
     ap.add_argument("--only", choices=NAMES, action="append")
     ap.add_argument("--iters", type=int, default=3)
-    ap.add_argument("--size", type=int, choices=(28, 32, 64, 128), help="override the presets' 64 px")
+    ap.add_argument("--size", type=int, choices=GENERATED_SIZES, help="override the presets' 64 px")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--sample", type=int, default=50, help="images to sample for the sampling speed")

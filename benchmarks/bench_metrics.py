@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qmedgen.evaluate.extractors import Extractor, extract_features, load_extractor
+from qmedgen.evaluate.extractors import load_extractor
+from qmedgen.evaluate.features import Extractor, extract_features
 
 
 def _clock(fn) -> tuple[float, float]:

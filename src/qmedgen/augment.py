@@ -48,7 +48,7 @@ from typing import Any
 import numpy as np
 
 from qmedgen.errors import ConfigError, DataError, UserError
-from qmedgen.fileio import atomic_path, read_json, write_json
+from qmedgen.fileio import atomic_path, read_json, write_json, write_text
 
 DEFAULT_MODEL = "mediqgan-augment"  # the default generator (28 px, linear encoder, mode seeking); named only here
 STAGES = ("prepare", "train", "sample", "filter", "write", "utility")
@@ -404,11 +404,6 @@ def _fresh_tmp(final: Path) -> Path:
     return tmp
 
 
-def _write_text(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_text(text)
-
-
 # ---------------------------------------------------------------------------------------------------- stages
 
 def _stage_prepare(out: Path, data: FewShotData, train_idx: np.ndarray, hold_idx: np.ndarray) -> dict:
@@ -543,7 +538,8 @@ def _stage_write(out: Path, cfg: AugmentConfig, data: FewShotData, state: State,
 def _stage_utility(out: Path, cfg: AugmentConfig, data: FewShotData, real: tuple[np.ndarray, np.ndarray],
                    holdout: tuple[np.ndarray, np.ndarray], state: State) -> dict:
     from qmedgen.evaluate.samples import load_npz
-    from qmedgen.evaluate.utility import UtilityConfig, run_utility, utility_markdown
+    from qmedgen.evaluate.utility import UtilityConfig, run_utility
+    from qmedgen.report.markdown import utility_markdown
 
     manifest = read_json(out / "manifest.json")
     idx = np.asarray([r["index"] for r in manifest["images"] if r["written"]], dtype=np.int64)
@@ -571,7 +567,7 @@ def _stage_utility(out: Path, cfg: AugmentConfig, data: FewShotData, real: tuple
           "your own that neither the generator nor any "
           f"classifier saw; seeds {list(cfg.utility_seeds)}. With this few test images the intervals are wide: read "
           "the paired differences, and treat a small gain as no gain.\n\n" + utility_markdown(result))
-    _write_text(out / "utility.md", md)
+    write_text(out / "utility.md", md)
     return {"summary": {arm: {k: v["mean"] for k, v in s.items()} for arm, s in result["summary"].items()},
             "table": md}
 
@@ -811,6 +807,11 @@ def _ops(text: str) -> tuple[str, ...]:
     return tuple(op for op in text.replace("+", ",").split(",") if op and op != "none")
 
 
+def _config_option(p: argparse.ArgumentParser, flag: str, kind, help: str) -> None:
+    """``--flag`` whose default is the AugmentConfig field of the same name (the one place the defaults live)."""
+    p.add_argument(flag, type=kind, default=getattr(AugmentConfig, flag[2:].replace("-", "_")), help=help)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "augment", help="few-shot images in: a filtered synthetic class-folder dataset and a utility report out",
@@ -824,28 +825,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, help=f"model, preset or YAML config (default {DEFAULT_MODEL})")
     p.add_argument("--steps", type=int, help="generator training steps (default: the model's)")
     p.add_argument("--size", type=int, help="image size for training and output (default: the model's)")
-    p.add_argument("--n-per-class-synthetic", type=int, default=AugmentConfig.n_per_class_synthetic,
-                   help="synthetic images to write per class (default %(default)s)")
-    p.add_argument("--oversample", type=float, default=AugmentConfig.oversample,
-                   help="images sampled per image written, so that enough survive the filter (default %(default)s)")
-    p.add_argument("--holdout", type=float, default=AugmentConfig.holdout,
-                   help="fraction of each class held out for the utility report (default %(default)s; >= 1 image)")
+    _config_option(p, "--n-per-class-synthetic", int, "synthetic images to write per class (default %(default)s)")
+    _config_option(p, "--oversample", float,
+                   "images sampled per image written, so that enough survive the filter (default %(default)s)")
+    _config_option(p, "--holdout", float,
+                   "fraction of each class held out for the utility report (default %(default)s; >= 1 image)")
     p.add_argument("--seed", type=int, default=0, help="few-shot draw, holdout, training, sampling (default 0)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a generator config key (repeatable), e.g. --set model.depth=4")
-    p.add_argument("--min-confidence", type=float, default=AugmentConfig.min_confidence,
-                   help="reject synthetic images whose intended class has a lower probability (default "
-                        "%(default)s: near copies only; 0.5 was measured to hurt on BloodMNIST)")
-    p.add_argument("--min-nn-quantile", type=float, default=AugmentConfig.min_nn_quantile,
-                   help="near-copy threshold: this quantile of real-to-real nearest-neighbour distances "
-                   "(default %(default)s)")
+    _config_option(p, "--min-confidence", float, "reject synthetic images whose intended class has a lower "
+                   "probability (default %(default)s: near copies only; 0.5 was measured to hurt on BloodMNIST)")
+    _config_option(p, "--min-nn-quantile", float, "near-copy threshold: this quantile of real-to-real "
+                   "nearest-neighbour distances (default %(default)s)")
     p.add_argument("--no-filter", action="store_true", help="keep every sample (scores are still reported)")
-    p.add_argument("--filter-epochs", type=float, default=AugmentConfig.filter_epochs,
-                   help="epochs of the selection classifier (default %(default)s)")
-    p.add_argument("--utility-seeds", type=_seeds, default=AugmentConfig.utility_seeds,
-                   help="classifier seeds of the utility report (default 0,1,2)")
-    p.add_argument("--utility-epochs", type=float, default=AugmentConfig.utility_epochs,
-                   help="classifier epochs of the utility report (default %(default)s)")
+    _config_option(p, "--filter-epochs", float, "epochs of the selection classifier (default %(default)s)")
+    _config_option(p, "--utility-seeds", _seeds, "classifier seeds of the utility report (default 0,1,2)")
+    _config_option(p, "--utility-epochs", float, "classifier epochs of the utility report (default %(default)s)")
     p.add_argument("--utility-augment", type=_ops, help="fix the classifiers' augmentation (e.g. crop+hflip or none) "
                    "instead of choosing it on a validation split")
     p.add_argument("--no-utility", action="store_true", help="skip the utility report")

@@ -66,8 +66,9 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """Check ``value`` against the annotation ``tp``; allow int->float and list->tuple; return the value."""
+def _coerce(value: Any, tp: Any, where: str, label: str = "config key") -> Any:
+    """Check ``value`` against the annotation ``tp``; allow int->float and list->tuple; return the value.
+    ``label``: what an unknown key is called in the error of a nested section (see :func:`from_dict`)."""
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if tp is Any:
@@ -80,7 +81,7 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             if arg is type(None):
                 continue
             try:
-                return _coerce(value, arg, where)
+                return _coerce(value, arg, where, label)
             except ConfigError as exc:
                 errors.append(str(exc))
         names = " or ".join(_type_name(a) if a is not type(None) else "null" for a in args)
@@ -93,18 +94,19 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r} ({type(value).__name__})")
         item = args[0] if args else Any
-        items = [_coerce(v, item, f"{where}[{i}]") for i, v in enumerate(value)]
+        items = [_coerce(v, item, f"{where}[{i}]", label) for i, v in enumerate(value)]
         return tuple(items) if origin is tuple else items
     if origin in (dict, Mapping):
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
-        return dict(value)
+        item = args[1] if len(args) == 2 else Any
+        return {k: _coerce(v, item, f"{where}.{k}", label) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a section (mapping) for {tp.__name__}, got {value!r}")
-        return from_dict(tp, value, path=where)
+        return from_dict(tp, value, path=where, label=label)
     if tp is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where}: expected true/false, got {value!r} ({type(value).__name__})")
@@ -143,8 +145,9 @@ def _check_constraints(value: Any, meta: Mapping[str, Any], where: str) -> None:
             raise ConfigError(f"{where}: must be <= {hi}, got {value!r}")
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, path: str = "") -> T:
-    """Build and validate ``cls`` from a (possibly partial) nested mapping; missing keys take defaults."""
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, path: str = "", label: str = "config key") -> T:
+    """Build and validate ``cls`` from a (possibly partial) nested mapping; missing keys take defaults (a field
+    without a default is a required key). ``label`` names an unknown key in the error (``unknown config key 'x'``)."""
     data = dict(data or {})
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
@@ -152,9 +155,14 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, path: str = "") -
         if key not in fields:
             where = f"{path}.{key}" if path else key
             raise ConfigError(
-                f"unknown config key '{where}'.{_suggest(key, list(fields))} Valid keys"
+                f"unknown {label} '{where}'.{_suggest(key, list(fields))} Valid keys"
                 f"{' in ' + path if path else ''}: {', '.join(fields)}"
             )
+    required = [name for name, f in fields.items() if f.init and not dataclasses.is_dataclass(hints[name])
+                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    for name in required:
+        if name not in data:
+            raise ConfigError(f"missing required key '{f'{path}.{name}' if path else name}'")
     kwargs = {}
     for name, f in fields.items():
         where = f"{path}.{name}" if path else name
@@ -164,11 +172,11 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | None, *, path: str = "") -
             if dataclasses.is_dataclass(hints[name]) and isinstance(given, Mapping) and has_factory:
                 # a partial section overrides the family's defaults for it, not the section class's defaults
                 given = merge(to_dict(f.default_factory()), given)
-            value = _coerce(given, hints[name], where)
+            value = _coerce(given, hints[name], where, label)
         elif dataclasses.is_dataclass(hints[name]) and f.default is dataclasses.MISSING:
-            value = from_dict(hints[name], {}, path=where) if f.default_factory is dataclasses.MISSING else None
-            if value is None:
+            if f.default_factory is not dataclasses.MISSING:
                 continue
+            value = from_dict(hints[name], {}, path=where, label=label)
         else:
             continue
         _check_constraints(value, f.metadata, where)

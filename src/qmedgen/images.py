@@ -12,13 +12,20 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from qmedgen.fileio import atomic_path
+from qmedgen.fileio import atomic_open, atomic_path
 
 
-def to_uint8(images: torch.Tensor) -> np.ndarray:
-    """[N, C, H, W] floats in [-1, 1] -> uint8 [N, H, W, C]."""
-    x = ((images.detach().float().cpu() + 1) / 2).clamp(0, 1).mul(255).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).numpy()
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] floats -> uint8 via ``((x + 1) / 2).clamp(0, 1) * 255`` rounded, any layout, on ``x``'s device.
+
+    The one quantiser: real and generated images reach every metric through it (never per-batch min-max).
+    """
+    return (((x.detach().float() + 1) / 2).clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def to_pixels(images: torch.Tensor) -> np.ndarray:
+    """[N, C, H, W] floats in [-1, 1] -> uint8 [N, H, W, C] NumPy pixels (on the CPU)."""
+    return to_uint8(images.detach().cpu()).permute(0, 2, 3, 1).numpy()
 
 
 def grid(images: np.ndarray, nrow: int, pad: int = 2, pad_value: int = 255) -> np.ndarray:
@@ -81,16 +88,18 @@ def save_class_grid(
     return path
 
 
-def write_samples(images: np.ndarray, labels: np.ndarray, out: str | Path) -> Path:
-    """``qmedgen sample`` output: OUT/class_<k>/<i>.png per class and OUT/samples.npz (images, labels)."""
+def write_samples(images: np.ndarray, labels: np.ndarray, out: str | Path, pngs: bool = True) -> Path:
+    """The samples format (``qmedgen sample``; read by :mod:`qmedgen.evaluate.samples`): OUT/samples.npz (uint8
+    images [N, H, W, C], int64 labels) and, with ``pngs``, OUT/class_<k>/<i:05d>.png per class."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    counters: dict[int, int] = {}
-    for img, lab in zip(images, labels):
-        k = int(lab)
-        i = counters.get(k, 0)
-        counters[k] = i + 1
-        save_png(img, out / f"class_{k}" / f"{i:05d}.png")
-    with atomic_path(out / "samples.npz") as tmp, open(tmp, "wb") as fh:
+    if pngs:
+        counters: dict[int, int] = {}
+        for img, lab in zip(images, labels):
+            k = int(lab)
+            i = counters.get(k, 0)
+            counters[k] = i + 1
+            save_png(img, out / f"class_{k}" / f"{i:05d}.png")
+    with atomic_open(out / "samples.npz", "wb") as fh:
         np.savez_compressed(fh, images=images, labels=labels.astype(np.int64))
     return out

@@ -77,14 +77,14 @@ def test_cli_analyze_runs(tmp_path, monkeypatch, make_trainer):
 
 
 def _diffusion_trainer(kind: str):
-    from qmedgen.models.bottleneck import make_gate
+    from qmedgen.models.bottleneck import GateSpec, make_gate
 
     class Net(torch.nn.Module):
         def __init__(self):
             super().__init__()
             torch.manual_seed(0)
             self.conv = torch.nn.Conv2d(1, 8, 3, padding=1)
-            self.gate = make_gate(kind, 8, n_qubits=3, depth=1)
+            self.gate = make_gate(GateSpec(kind=kind, n_qubits=3, depth=1), 8)
             self.out = torch.nn.Conv2d(8, 1, 3, padding=1)
 
         def forward(self, x):

@@ -8,6 +8,7 @@ import torch
 
 from qmedgen.data import transforms as T
 from qmedgen.errors import DataError
+from qmedgen.images import to_uint8
 
 
 def test_resize_is_antialiased():
@@ -28,8 +29,8 @@ def test_unit_range_round_trip():
     u8 = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
     x = T.to_unit_range(u8)
     assert x.shape == (1, 1, 16, 16) and x.min() == -1 and x.max() == 1
-    assert torch.equal(T.to_uint8(x).permute(0, 2, 3, 1), torch.from_numpy(u8))
-    assert T.to_uint8(torch.tensor([-3.0, 3.0])).tolist() == [0, 255]
+    assert torch.equal(to_uint8(x).permute(0, 2, 3, 1), torch.from_numpy(u8))
+    assert to_uint8(torch.tensor([-3.0, 3.0])).tolist() == [0, 255]
 
 
 def test_grayscale_rgb():

@@ -5,16 +5,18 @@ from __future__ import annotations
 import pytest
 import torch
 
-from qmedgen.diffusion import ema_copy, ema_update, make_noise, make_schedule, sample
+from qmedgen.diffusion import make_noise, make_schedule, sample
 from qmedgen.diffusion.samplers import timestep_subsequence
 from qmedgen.errors import ConfigError
+from qmedgen.models.bottleneck import GateSpec
 from qmedgen.models.unet import LightUNet
+from qmedgen.train.ema import ema_copy, ema_update
 
 
 @pytest.fixture(scope="module")
 def model():
     torch.manual_seed(0)
-    return LightUNet(in_channels=3, n_classes=2, gate="quantum", n_qubits=3, depth=1).eval()
+    return LightUNet(in_channels=3, n_classes=2, gate=GateSpec(kind="quantum", n_qubits=3, depth=1)).eval()
 
 
 @pytest.mark.parametrize(("sampler", "steps", "eta", "noise"), [

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -7,7 +8,7 @@ import yaml
 from qmedgen.cli import main
 from qmedgen.errors import ConfigError
 from qmedgen.evaluate import benchmark as B
-from qmedgen.evaluate.samples import save_samples
+from qmedgen.images import write_samples
 
 from .conftest import noisy_copy
 
@@ -43,7 +44,7 @@ class FakeModels:
         rng = np.random.default_rng(ov["train.seed"])
         pick = np.concatenate([rng.choice(idx[ds.labels[idx] == c], n_per_class) for c in np.unique(ds.labels)])
         scale = float(ov.get("model.noise", 10.0))
-        save_samples(out, noisy_copy(ds.images[pick], scale, seed=ov["train.seed"]), ds.labels[pick], pngs=False)
+        write_samples(noisy_copy(ds.images[pick], scale, seed=ov["train.seed"]), ds.labels[pick], out, pngs=False)
         (out / "sampling.json").write_text(json.dumps({"run_dir": str(run_dir)}))
         self.sampled.append(run_dir)
         return out
@@ -225,3 +226,51 @@ def test_processes_with_disjoint_models_share_one_output(tmp_path, tiny_extracto
     assert {o["model.tag"] for _, o in fake2.trained} == {"noisy"} and res["n_cells_done"] == 4
     with pytest.raises(ConfigError, match="not in the protocol's models"):
         B.run_benchmark(proto, out, models=["bogus"], log=lambda m: None)
+
+
+@pytest.mark.parametrize(("extra", "match"), [
+    ("subset_size: [10]\n", r"unknown key 'subset_size'\. Did you mean 'subset_sizes'\?"),
+    ("evaluate: {n_boots: 10}\n", r"unknown key 'evaluate\.n_boots'\. Did you mean 'n_boot'\?"),
+    ("utility: {enable: true}\n", r"unknown key 'utility\.enable'\. Did you mean 'enabled'\?"),
+    ("keys: {sed: train.seed}\n", r"unknown key 'keys\.sed'\. Did you mean 'seed'\?"),
+    ("quick: {seed: [0]}\n", r"'quick' section\): unknown key 'seed'\. Did you mean 'seeds'\?"),
+    ("size: big\n", r"size: expected an integer, got 'big'"),
+    ("evaluate: {conditional: maybe}\n", r"evaluate\.conditional: expected true/false"),
+])
+def test_protocol_typos_and_wrong_types_name_the_key(tmp_path, extra, match):
+    """Protocols go through qmedgen.config like training configs: a misspelled key is named, with a suggestion."""
+    bad = tmp_path / "typo.yaml"
+    bad.write_text("name: x\ndata: mnist\nmodels: {a: {model: qdiffusion}}\n" + extra)
+    with pytest.raises(ConfigError, match=match) as info:
+        B.load_protocol(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_protocol_model_entries_are_typed(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\ndata: mnist\nmodels: {a: {modle: qdiffusion}}\n")
+    with pytest.raises(ConfigError, match=r"unknown key 'models\.a\.modle'\. Did you mean 'model'\?"):
+        B.load_protocol(bad)
+    bad.write_text("name: x\ndata: mnist\nmodels: {a: {overrides: {}}}\n")
+    with pytest.raises(ConfigError, match=r"missing required key 'models\.a\.model'"):
+        B.load_protocol(bad)
+
+
+def test_typed_schema_keeps_the_resolved_protocol(tmp_path, tiny_extractor_file):
+    """The schema fills the same defaults as before; the mapping (protocol.yaml, cell hashes) is as written."""
+    from qmedgen.evaluate.protocol import parse_protocol
+
+    proto = B.load_protocol(_protocol(tmp_path, tiny_extractor_file))
+    assert list(proto) == ["data", "description", "evaluate", "models", "name", "reference", "sample", "seeds",
+                           "size", "subset_sizes", "train", "utility", "split", "keys"]
+    assert proto["split"] == "test" and proto["keys"]["seed"] == "train.seed"
+    assert proto["evaluate"]["n_boot"] == 10 and "fid_boot" in proto["evaluate"] and "k" not in proto["evaluate"]
+    typed = parse_protocol(proto)
+    assert typed.models["clean"].model == "fake" and typed.evaluate.n_boot == 10 and typed.evaluate.k == 5
+    assert typed.utility.enabled and typed.utility.arms == ("real", "real+syn", "syn")
+    recorded = Path(__file__).parents[2] / "benchmarks" / "results" / "bloodmnist-augmentation"
+    if (recorded / "protocol.yaml").is_file():  # a finished run resumes: same protocol.yaml, same cell hashes
+        shipped = B.load_protocol("bloodmnist-augmentation")
+        assert yaml.safe_dump(shipped, sort_keys=False) == (recorded / "protocol.yaml").read_text()
+        state = json.loads((recorded / "state.json").read_text())
+        assert all(state["cells"][c["id"]]["hash"] == c["hash"] for c in B.cells(shipped) if c["id"] in state["cells"])

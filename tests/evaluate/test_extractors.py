@@ -6,6 +6,7 @@ import torch
 
 from qmedgen.errors import ConfigError, DataError
 from qmedgen.evaluate import extractors as E
+from qmedgen.evaluate import features
 from qmedgen.evaluate.cache import cache_dir, cached_features, content_hash, file_sha256
 from qmedgen.evaluate.domain import domain_extractor_for, load_domain_extractor
 
@@ -23,10 +24,10 @@ def test_inception_file_sha256_and_features():
     x = ext.preprocess(torch.from_numpy(imgs).permute(0, 3, 1, 2))
     assert x.shape == (2, 3, 299, 299) and x.min() >= -1 and x.max() <= 255 / 128 - 1 + 1e-6
     gray = imgs[..., :1]
-    feats = E.extract_features(ext, np.concatenate([imgs, np.repeat(gray, 3, -1)]), batch_size=2, progress=False)
+    feats = features.extract_features(ext, np.concatenate([imgs, np.repeat(gray, 3, -1)]), batch_size=2, progress=False)
     assert feats.shape == (4, 2048) and np.isfinite(feats).all() and (feats >= 0).all()
     # grayscale input is repeated to 3 channels: same features as the explicit RGB copy
-    f_gray = E.extract_features(ext, gray, progress=False)
+    f_gray = features.extract_features(ext, gray, progress=False)
     np.testing.assert_allclose(f_gray, feats[2:], rtol=1e-4, atol=1e-4)
 
 
@@ -47,13 +48,13 @@ def test_inception_corrupt_file_fails_sha256(tmp_path, monkeypatch):
 def test_torchscript_extractor_and_errors(tmp_path, tiny_extractor_file):
     ext = E.load_extractor(str(tiny_extractor_file), "cpu")
     imgs = np.random.default_rng(1).integers(0, 256, size=(10, 28, 28, 3), dtype=np.uint8)
-    a = E.extract_features(ext, imgs, batch_size=3, progress=False)
-    b = E.extract_features(ext, imgs, batch_size=10, progress=False)
+    a = features.extract_features(ext, imgs, batch_size=3, progress=False)
+    b = features.extract_features(ext, imgs, batch_size=10, progress=False)
     assert a.shape == (10, 16)
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
     # float model outputs in [-1, 1] are quantised exactly like the uint8 images
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 127.5 - 1
-    np.testing.assert_allclose(E.extract_features(ext, x, progress=False), a, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(features.extract_features(ext, x, progress=False), a, rtol=1e-5, atol=1e-5)
     with pytest.raises(ConfigError, match="no such file"):
         E.load_extractor(str(tmp_path / "missing.pt"))
     junk = tmp_path / "junk.pt"
@@ -81,15 +82,15 @@ def test_domain_classifier_trains_caches_and_classifies(blood):
     train, test = blood
     ext = domain_extractor_for(train, test, device="cpu", epochs=1, progress=False)
     assert ext.has_logits and ext.meta["n_train"] == len(train) and 0 <= ext.meta["test_accuracy"] <= 1
-    feats = E.extract_features(ext, test.images[:20], progress=False)
+    feats = features.extract_features(ext, test.images[:20], progress=False)
     assert feats.shape == (20, 256)
-    logits = E.extract_logits(ext, test.images[:20], progress=False)
+    logits = features.extract_logits(ext, test.images[:20], progress=False)
     assert logits.shape == (20, 8)
     again = domain_extractor_for(train, test, device="cpu", epochs=1, progress=False)  # cache hit: same weights
-    np.testing.assert_array_equal(E.extract_features(again, test.images[:20], progress=False), feats)
+    np.testing.assert_array_equal(features.extract_features(again, test.images[:20], progress=False), feats)
     assert again.meta == ext.meta
     with pytest.raises(DataError, match="domain classifier takes images"):
-        E.extract_features(ext, test.images[:4, :14, :14], progress=False)
+        features.extract_features(ext, test.images[:4, :14, :14], progress=False)
 
 
 def test_load_domain_extractor_by_name():

@@ -7,8 +7,9 @@ from qmedgen.cli import main
 from qmedgen.errors import DataError, UserError
 from qmedgen.evaluate.evaluation import EvalConfig, evaluate_images
 from qmedgen.evaluate.extractors import load_extractor
-from qmedgen.evaluate.pipeline import evaluate_samples
-from qmedgen.evaluate.samples import load_samples, save_samples
+from qmedgen.evaluate.pipeline import SampleEvalOptions, evaluate_samples
+from qmedgen.evaluate.samples import load_samples
+from qmedgen.images import write_samples
 
 from .conftest import noisy_copy
 
@@ -54,7 +55,7 @@ def test_size_and_channel_mismatch_errors_name_both(blood, tiny_extractor_file):
 
 def test_samples_folder_roundtrip_and_bad_folders(tmp_path, blood):
     _, test = blood
-    out = save_samples(tmp_path / "s", test.images[:16], test.labels[:16])
+    out = write_samples(test.images[:16], test.labels[:16], tmp_path / "s")
     images, labels, src = load_samples(out)
     assert src.name == "samples.npz" and images.shape == (16, 28, 28, 3)
     (out / "samples.npz").unlink()
@@ -67,15 +68,15 @@ def test_samples_folder_roundtrip_and_bad_folders(tmp_path, blood):
         load_samples(tmp_path / "empty")
     with pytest.raises(DataError, match="no generated samples"):
         load_samples(tmp_path / "empty" / "class_0")
-    save_samples(tmp_path / "mm", test.images[:8], test.labels[:8])
-    next((tmp_path / "mm").glob("class_*/0.png")).unlink()
+    write_samples(test.images[:8], test.labels[:8], tmp_path / "mm")
+    next((tmp_path / "mm").glob("class_*/00000.png")).unlink()
     with pytest.raises(DataError, match="mismatched samples"):
         load_samples(tmp_path / "mm")
 
 
 def test_cli_evaluate_writes_json_and_markdown(tmp_path, blood, tiny_extractor_file, capsys):
     _, test = blood
-    out = save_samples(tmp_path / "samples", noisy_copy(test.images[:40], 60.0), test.labels[:40], pngs=False)
+    out = write_samples(noisy_copy(test.images[:40], 60.0), test.labels[:40], tmp_path / "samples", pngs=False)
     code = main(["evaluate", str(out), "--data", "embedded-bloodmnist", "--extractor", str(tiny_extractor_file),
                  "--no-conditional", "--n-boot", "10", "--fid-boot", "3", "--kid-subsets", "5", "--quiet"])
     assert code == 0
@@ -93,10 +94,10 @@ def test_cli_evaluate_writes_json_and_markdown(tmp_path, blood, tiny_extractor_f
 
 def test_evaluate_samples_rejects_wrong_size(tmp_path, blood, tiny_extractor_file):
     _, test = blood
-    small = save_samples(tmp_path / "s", test.images[:8, :14, :14], test.labels[:8], pngs=False)
+    small = write_samples(test.images[:8, :14, :14], test.labels[:8], tmp_path / "s", pngs=False)
     with pytest.raises(UserError, match=r"image sizes differ.*14x14"):
-        evaluate_samples(small, "embedded-bloodmnist", extractor=str(tiny_extractor_file), conditional=False,
-                         cfg=FAST)
+        evaluate_samples(small, SampleEvalOptions(data="embedded-bloodmnist", extractor=str(tiny_extractor_file),
+                                                  conditional=False, metrics=FAST))
 
 
 def test_run_record_gives_dataset_training_images_and_contamination_flag(tmp_path, blood, tiny_extractor_file):
@@ -105,10 +106,11 @@ def test_run_record_gives_dataset_training_images_and_contamination_flag(tmp_pat
     run.mkdir()
     (run / "indices.json").write_text(json.dumps({"dataset": "embedded-bloodmnist", "split": "test",
                                                   "indices": list(range(40)), "size": 28}))
-    out = save_samples(run / "samples-40", noisy_copy(test.images[:40], 1.0), test.labels[:40], pngs=False)
+    out = write_samples(noisy_copy(test.images[:40], 1.0), test.labels[:40], run / "samples-40", pngs=False)
     (out / "sampling.json").write_text(json.dumps({"run_dir": str(run)}))
-    res, _, _ = evaluate_samples(run, extractor=str(tiny_extractor_file), conditional=False, cfg=FAST,
-                                 real_baseline=False)  # dataset and training images come from the run record
+    options = SampleEvalOptions(extractor=str(tiny_extractor_file), conditional=False, metrics=FAST,
+                                real_baseline=False)  # dataset and training images come from the run record
+    res, _, _ = evaluate_samples(run, options)
     assert res["dataset"] == "embedded-bloodmnist" and res["train_data"].startswith("run ")
     assert res["metrics"]["copy_fraction"]["value"] > 0.9
     assert any("not held-out" in f for f in res["flags"])

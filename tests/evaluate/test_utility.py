@@ -6,7 +6,8 @@ import pytest
 from qmedgen.cli import main
 from qmedgen.errors import ConfigError, DataError
 from qmedgen.evaluate import utility as U
-from qmedgen.evaluate.samples import save_samples
+from qmedgen.images import write_samples
+from qmedgen.report.markdown import utility_markdown
 
 from .conftest import noisy_copy
 
@@ -62,7 +63,7 @@ def test_run_utility_arms_seeds_and_comparisons(blood):
     assert set(res["comparisons"]) == {"real+syn@0.5", "real+syn@1", "syn"}
     s = res["summary"]["real"]["accuracy"]
     assert s["n"] == 2 and s["ci_low"] <= s["mean"] <= s["ci_high"]
-    md = U.utility_markdown(res)
+    md = utility_markdown(res)
     assert "| real+syn@1 |" in md and "Paired differences" in md
 
 
@@ -90,7 +91,7 @@ def test_cli_utility_retina_ordinal(tmp_path):
     from qmedgen.data import load_dataset
 
     ds = load_dataset("embedded-retinamnist", split="train")
-    out = save_samples(tmp_path / "s", noisy_copy(ds.images, 5.0), ds.labels, pngs=False)
+    out = write_samples(noisy_copy(ds.images, 5.0), ds.labels, tmp_path / "s", pngs=False)
     code = main(["utility", str(out), "--data", "embedded-retinamnist", "--n-per-class", "5", "--seeds", "0", "1",
                  "--arms", "real", "syn", "--epochs", "0.5", "--batch-size", "8", "--quiet", "--device", "cpu"])
     assert code == 0

@@ -6,30 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from qmedgen.quantum import Ansatz, expval
+from qmedgen.quantum import Ansatz, QuantumLayer
 from qmedgen.train.loop import DataSpec
 
 ANSATZ = Ansatz(3, 2, encoding="ry-rx", rotations=("ry",), entangler="cz-chain", observable="x")
 
 
-class _LocalLayer(nn.Module):
-    """Stand-in with the engine's executor hook, used only if QuantumLayer is not importable."""
-
-    def __init__(self, ansatz: Ansatz, batch_shape=()) -> None:
-        super().__init__()
-        self.ansatz = ansatz
-        self.weight = nn.Parameter(torch.rand(*batch_shape, *ansatz.weight_shape))
-        self.executor = None
-
-    def forward(self, x):
-        return (self.executor or expval)(self.ansatz, x, self.weight)
-
-
 def make_layer(ansatz: Ansatz = ANSATZ, batch_shape=(2,)) -> nn.Module:
-    try:
-        from qmedgen.quantum import QuantumLayer
-    except ImportError:
-        return _LocalLayer(ansatz, batch_shape)
     layer = QuantumLayer(ansatz, batch_shape=batch_shape)
     assert hasattr(layer, "executor"), "QuantumLayer must expose the 'executor' hook"
     return layer

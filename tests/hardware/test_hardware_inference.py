@@ -84,7 +84,8 @@ def test_export_and_cli(tiny_trainer, tmp_path, monkeypatch):
 
 def test_robustness_kid_column_with_evaluation_extractor(tiny_trainer, tmp_path, monkeypatch):
     extractors = pytest.importorskip("qmedgen.evaluate.extractors")
-    flat = extractors.Extractor(torch.nn.Flatten(), device="cpu")  # pixel features through the real interface
+    features = pytest.importorskip("qmedgen.evaluate.features")
+    flat = features.Extractor(torch.nn.Flatten(), device="cpu")  # pixel features through the real interface
     monkeypatch.setattr(extractors, "load_extractor", lambda spec, **kw: flat)
     res = robustness(tiny_trainer, tmp_path, backends=[], shots=[16], n_per_class=6, kid_extractor="pixels-test",
                      progress=False)

@@ -141,7 +141,7 @@ def test_mosaiq_features_redistribution_and_gradients():
 
 
 def test_mosaiq_adaptive_noise_bound():
-    from qmedgen.models.baselines.mosaiq import adaptive_noise_bound
+    from qmedgen.train.gan import adaptive_noise_bound
 
     assert adaptive_noise_bound(0.5, 1.0) == pytest.approx(math.pi / 8)  # critic not losing: narrow inputs
     assert adaptive_noise_bound(1.0, 1.0) == pytest.approx(math.pi / 8)

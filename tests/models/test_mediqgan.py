@@ -229,6 +229,23 @@ def test_param_groups_partition_parameters():
     torch.testing.assert_close(g.skips.scales.detach(), torch.full((2,), 0.05))
 
 
+@pytest.mark.parametrize("over", [
+    {},
+    {"n_subgenerators": 0, "decoder": "vanilla", "skip_connections": False},
+    {"quantum_stream": "matched-mlp", "encoder": "linear", "prototypes": {"enabled": False}},
+])
+def test_param_groups_route_every_submodule_explicitly(over):
+    from qmedgen.models.mediqgan import PARAM_GROUPS
+
+    _, g = tiny(28, **over)
+    routed = {head for heads in PARAM_GROUPS.values() for head in heads}
+    assert {name.split(".")[0] for name, _ in g.named_parameters()} <= routed
+    assert list(g.param_groups()) == list(PARAM_GROUPS)  # the optimiser's group order (checkpoints depend on it)
+    g.refiner = torch.nn.Conv2d(3, 3, 1)  # a new submodule must not silently train with the encoder's lr
+    with pytest.raises(RuntimeError, match="refiner"):
+        g.param_groups()
+
+
 def test_seeded_construction_and_sampling_are_deterministic():
     _, a = tiny(28)
     _, b = tiny(28)
@@ -406,3 +423,22 @@ def test_bilinear_upsampling_block_is_upsample_then_conv():
     assert all(b.upsample == "bilinear" for b in g.decoder.blocks)
     _, paper = tiny(28)
     assert all(b.upsample == "nearest" for b in paper.decoder.blocks)  # the authors' code stays the default
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_skip_injection_equals_upsample_then_project(channels_last):
+    """The skip path projects at 4x4 and upsamples after: the same function as upsample-then-1x1-conv."""
+    from qmedgen.models.mediqgan import PrototypeSkips
+
+    torch.manual_seed(0)
+    skips = PrototypeSkips(code_dim=6, stage_channels=(8, 5), map_channels=4, init_scale=0.3)
+    layout = skips.maps(torch.randn(3, 6))
+    for stage, (c, size) in enumerate([(8, 16), (5, 28)]):
+        h = torch.randn(3, c, size, size)
+        if channels_last:
+            h = h.contiguous(memory_format=torch.channels_last)
+        up = torch.nn.functional.interpolate(layout, size=(size, size), mode="bilinear", align_corners=False)
+        expected = h + skips.scales[stage] * skips.proj[stage](up)
+        out = skips.inject(layout, stage, h)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
+        assert out.is_contiguous(memory_format=torch.channels_last) == channels_last

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from qmedgen.errors import ConfigError
+from qmedgen.models.bottleneck import GateSpec
 from qmedgen.models.unet import LightUNet, UNet, timestep_embedding
 
 
@@ -14,13 +15,13 @@ def n_params(m: torch.nn.Module) -> int:
 
 
 def test_light_unet_matches_the_papers_parameter_count():
-    assert n_params(LightUNet(in_channels=1, gate="none")) == 445_985  # the paper: "about 446k"
+    assert n_params(LightUNet(in_channels=1, gate=GateSpec(kind="none"))) == 445_985  # the paper: "about 446k"
 
 
 @pytest.mark.parametrize(("channels", "gate"), [(1, "none"), (3, "quantum"), (1, "matched-se")])
 def test_light_unet_shapes(channels, gate):
     torch.manual_seed(0)
-    m = LightUNet(in_channels=channels, n_classes=3, gate=gate, n_qubits=4, depth=2)
+    m = LightUNet(in_channels=channels, n_classes=3, gate=GateSpec(kind=gate, n_qubits=4, depth=2))
     x = torch.randn(2, channels, 28, 28)
     out = m(x, torch.tensor([0, 999]), torch.tensor([1, 3]))  # 3 = the null label
     assert out.shape == x.shape and torch.isfinite(out).all()
@@ -31,7 +32,7 @@ def test_light_unet_shapes(channels, gate):
 def test_unet_shapes_at_several_sizes(size):
     torch.manual_seed(0)
     m = UNet(in_channels=3, image_size=size, n_classes=2, base_channels=8, channel_mults=(1, 2, 2),
-             num_res_blocks=1, attention_resolutions=(7, 8), gate="quantum", n_qubits=3, depth=1)
+             num_res_blocks=1, attention_resolutions=(7, 8), gate=GateSpec(kind="quantum", n_qubits=3, depth=1))
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
             out = m(x, torch.tensor([3, 400]), torch.tensor([0, 1]))
@@ -64,7 +65,7 @@ def test_bad_inputs_are_named():
     with pytest.raises(ConfigError, match="multiple of 4"):
         UNet(image_size=30, channel_mults=(1, 2, 2))
     with pytest.raises(ConfigError, match="gate"):
-        LightUNet(gate="quantumm")
+        LightUNet(gate=GateSpec(kind="quantumm"))
 
 
 def test_timestep_embedding_is_sinusoidal():

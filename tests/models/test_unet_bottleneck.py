@@ -7,6 +7,7 @@ import torch
 
 from qmedgen.errors import ConfigError
 from qmedgen.models.bottleneck import (
+    GateSpec,
     QuantumGate,
     SEGate,
     make_gate,
@@ -22,7 +23,7 @@ def n_params(m: torch.nn.Module) -> int:
 
 def test_gradients_reach_circuit_weights_and_input_projection():
     torch.manual_seed(0)
-    model = LightUNet(gate="quantum", n_qubits=4, depth=3)
+    model = LightUNet(gate=GateSpec(kind="quantum", n_qubits=4, depth=3))
     x = torch.randn(4, 1, 28, 28)
     loss = (model(x, torch.tensor([1, 200, 500, 900])) - x).pow(2).mean()
     loss.backward()
@@ -37,7 +38,7 @@ def test_gradients_reach_circuit_weights_and_input_projection():
 def test_every_circuit_weight_moves_the_gate_output():
     """The reference code's RZ-only layers commute with <Z>; here every rotation changes the readout."""
     torch.manual_seed(1)
-    gate = QuantumGate(channels=8, n_qubits=3, depth=2)
+    gate = QuantumGate(channels=8, spec=GateSpec(kind="quantum", n_qubits=3, depth=2))
     h = torch.randn(5, 8, 4, 4)
     jac = torch.autograd.functional.jacobian(
         lambda w: _gate_with_weights(gate, h, w).sum(), gate.circuit_weights.detach().clone()
@@ -54,21 +55,21 @@ def _gate_with_weights(gate: QuantumGate, h: torch.Tensor, w: torch.Tensor) -> t
 
 @pytest.mark.parametrize(("channels", "n_qubits", "depth"), [(128, 16, 3), (128, 4, 3), (64, 8, 2), (256, 10, 5)])
 def test_matched_se_has_the_quantum_gates_parameter_count(channels, n_qubits, depth):
-    q = make_gate("quantum", channels, n_qubits, depth) if n_qubits <= 8 else None
+    q = make_gate(GateSpec("quantum", n_qubits, depth), channels) if n_qubits <= 8 else None
     target = quantum_gate_parameter_count(channels, n_qubits, depth)
     if q is not None:
         assert n_params(q) == target
-    se = make_gate("matched-se", channels, n_qubits, depth)
+    se = make_gate(GateSpec("matched-se", n_qubits, depth), channels)
     assert isinstance(se, SEGate)
     assert abs(n_params(se) - target) / target < 0.03
     assert se.proj_in.out_features == matched_hidden_width(channels, n_qubits, depth)
 
 
 def test_none_gate_and_unet_counts():
-    assert make_gate("none", 128) is None
-    base = n_params(LightUNet(gate="none"))
-    quantum = n_params(LightUNet(gate="quantum", n_qubits=4))
-    se = n_params(LightUNet(gate="matched-se", n_qubits=4))
+    assert make_gate(GateSpec(kind="none"), 128) is None
+    base = n_params(LightUNet(gate=GateSpec(kind="none")))
+    quantum = n_params(LightUNet(gate=GateSpec(kind="quantum", n_qubits=4)))
+    se = n_params(LightUNet(gate=GateSpec(kind="matched-se", n_qubits=4)))
     assert quantum - base == quantum_gate_parameter_count(128, 4, 3)
     assert abs(se - quantum) / (quantum - base) < 0.03
 
@@ -77,7 +78,7 @@ def test_none_gate_and_unet_counts():
 @pytest.mark.parametrize("residual", [False, True])
 def test_gate_variants(activation, residual):
     torch.manual_seed(0)
-    gate = make_gate("quantum", 8, n_qubits=3, depth=1, activation=activation, residual=residual)
+    gate = make_gate(GateSpec(kind="quantum", n_qubits=3, depth=1, activation=activation, residual=residual), 8)
     h = torch.randn(2, 8, 3, 3)
     out = gate(h)
     assert out.shape == h.shape and torch.isfinite(out).all()
@@ -89,7 +90,7 @@ def test_gate_variants(activation, residual):
 
 def test_bottleneck_shots_add_readout_noise():
     torch.manual_seed(0)
-    model = LightUNet(gate="quantum", n_qubits=3, depth=1)
+    model = LightUNet(gate=GateSpec(kind="quantum", n_qubits=3, depth=1))
     x, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 4])
     exact = model(x, t)
     model.bottleneck_shots = 16
@@ -99,7 +100,7 @@ def test_bottleneck_shots_add_readout_noise():
     model.bottleneck_shots = None
     assert torch.allclose(model(x, t), exact)
     with pytest.raises(ConfigError):
-        LightUNet(gate="none").bottleneck_shots = 10
+        LightUNet(gate=GateSpec(kind="none")).bottleneck_shots = 10
     with pytest.raises(ConfigError):
         model.bottleneck_shots = 0
 
@@ -107,7 +108,7 @@ def test_bottleneck_shots_add_readout_noise():
 def test_circuit_runs_through_the_engines_quantum_layer():
     from qmedgen.quantum import QuantumLayer, expval
 
-    gate = make_gate("quantum", 8, n_qubits=3, depth=1)
+    gate = make_gate(GateSpec(kind="quantum", n_qubits=3, depth=1), 8)
     assert isinstance(gate.circuit, QuantumLayer) and gate.circuit.ansatz.rotations == ("rz", "ry")
     calls = []
 

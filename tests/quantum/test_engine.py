@@ -8,8 +8,8 @@ import torch
 from qmedgen.errors import ConfigError
 from qmedgen.quantum import Ansatz, engine, expval, probabilities, simulate
 from qmedgen.quantum import _reference as ref
+from qmedgen.quantum.compiled import compile_circuit
 from qmedgen.quantum.engine import block_sizes, cnot_permutation
-from qmedgen.quantum.simulator import _Prepared
 
 from ._circuits import grads, random_params
 
@@ -47,9 +47,9 @@ def test_folded_entangler_layers_match_the_reference(opts, folds, n, monkeypatch
     a = Ansatz(n, 4, **opts)
     x, w = random_params(a, batch=(3,), seed=folds)
     monkeypatch.setattr(engine, "ENTANGLER_FOLDS", 0)
-    total = _Prepared(a, x, w).plan.n_layers  # rotation layers 2-4, and the basis change for X / Y readout
+    total = compile_circuit(a, x, w).plan.n_layers  # rotation layers 2-4, and the basis change for X / Y readout
     monkeypatch.setattr(engine, "ENTANGLER_FOLDS", folds)
-    prep = _Prepared(a, x, w)
+    prep = compile_circuit(a, x, w)
     assert prep.plan.n_layers == len(prep.mats) // len(prep.plan.blocks) == total - min(folds, total)
     inner = [t.shape[1] for t in prep.sites[1:]]
     assert inner == [2 ** min(folds, total)] * (len(prep.plan.blocks) - 1)
@@ -256,6 +256,39 @@ def test_pooled_buffers_give_identical_repeated_results():
             assert torch.equal(f, s)
     workspace.clear()
     assert workspace.held_bytes() == 0
+
+
+@pytest.mark.parametrize("store", [True, False], ids=["stored", "unapplied"])
+def test_backward_gives_its_buffers_back_when_it_fails(store, monkeypatch):
+    """An error inside the adjoint backward (here: in a block gradient) must not strand the chunk's state buffers:
+    the final state, the stored block inputs, lambda and the spares go back to the workspace, and later calls work."""
+    from qmedgen.quantum import workspace
+
+    if not store:
+        monkeypatch.setattr(engine, "STORE_MAX_BYTES", 0)
+    monkeypatch.setattr(engine.torch, "get_num_threads", lambda: 1)  # one chunk of 4 circuits (2 MiB per state)
+    a = Ansatz(16, 6, **MEDIQ)
+    x, w = random_params(a, batch=(4,), seed=3, dtype=torch.float32)
+    plan = compile_circuit(a, x, w).plan
+    assert plan.n_layers > 1  # block layers left after the folds (the last one, the <X> basis change, is constant)
+    state = 2 * 4 * 2**16 * 4  # stacked re/im rows x circuits x amplitudes x float32
+    workspace.clear()
+    out = expval(a, x, w)
+    workspace.clear()  # only what the failing backward hands back is counted
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    with monkeypatch.context() as m:
+        m.setattr(engine, "_block_grad", fail)
+        with pytest.raises(RuntimeError, match="boom"):
+            torch.autograd.grad(out.sum(), (x, w))
+    # final state, lambda and its spare; and every block input the forward kept, or psi's spare
+    assert workspace.held_bytes() == (3 + (plan.n_layers * len(plan.blocks) if store else 1)) * state
+    again = expval(a, x, w)
+    assert torch.equal(again, out.detach())
+    assert all(g is not None for g in torch.autograd.grad(again.sum(), (x, w)))
+    workspace.clear()
 
 
 @pytest.mark.parametrize("opts", [MEDIQ, DIFFUSION, REAL], ids=["mediq", "diffusion", "real"])

@@ -55,3 +55,72 @@ def test_byte_bound_evicts_least_recently_used(monkeypatch):
     assert workspace.held_bytes() == 5 * MB
     workspace.give(torch.empty(4 * MB))  # 16 MiB: larger than the whole bound, never kept
     assert workspace.held_bytes() == 5 * MB
+
+
+CPU = torch.device("cpu")
+
+
+def test_giving_a_buffer_twice_raises():
+    t = workspace.take((MB,), torch.float32, CPU)
+    workspace.give(t)
+    with pytest.raises(workspace.DoubleGiveError, match="given twice"):
+        workspace.give(t)
+    with pytest.raises(workspace.DoubleGiveError):
+        workspace.give(t.view(2, MB // 2))  # another view of the same buffer
+    assert workspace.held_bytes() == 4 * MB
+    u = torch.empty(MB)
+    with pytest.raises(workspace.DoubleGiveError):
+        workspace.give(u, u)  # twice in one call
+    assert workspace.held_bytes() == 8 * MB
+    workspace.take((MB,), torch.float32, CPU)
+    workspace.take((MB,), torch.float32, CPU)
+    workspace.give(t)  # taken again, so it may come back
+    assert workspace.held_bytes() == 4 * MB
+
+
+def test_evicted_and_cleared_buffers_may_be_given_again(monkeypatch):
+    monkeypatch.setattr(workspace, "MAX_BYTES", 6 * MB)
+    a, b = torch.empty(MB), torch.empty(MB)
+    workspace.give(a)
+    workspace.give(b)  # evicts a
+    workspace.give(a)  # evicts b: no error, a is no longer held
+    workspace.clear()
+    workspace.give(b)
+    assert workspace.held_bytes() == 4 * MB
+
+
+def test_borrow_gives_the_buffer_back_on_exit_and_on_error():
+    with workspace.borrow((MB,), torch.float32, CPU) as buf:
+        assert buf.shape == (MB,) and workspace.held_bytes() == 0
+    assert workspace.held_bytes() == 4 * MB
+    with pytest.raises(KeyError), workspace.borrow((2, MB // 2), torch.float32, CPU) as again:
+        assert again.data_ptr() == buf.data_ptr() and workspace.held_bytes() == 0
+        raise KeyError("boom")
+    assert workspace.held_bytes() == 4 * MB
+
+
+def test_lease_owns_buffers_by_object_through_swaps_and_hands_out_kept_ones():
+    with workspace.Lease() as lease:
+        x, spare = lease.take((MB,), torch.float32, CPU), lease.take((MB,), torch.float32, CPU)
+        handed_in = torch.empty(MB)
+        lease.adopt(handed_in, None)
+        x, spare = spare, x  # ping-pong: ownership follows the tensors, not the names
+        result = lease.keep(x)
+        assert len(lease) == 2 and spare in lease and result not in lease
+        lease.release(handed_in)
+        assert workspace.held_bytes() == 4 * MB
+        with pytest.raises(workspace.DoubleGiveError, match="not owned"):
+            lease.release(handed_in)
+        with pytest.raises(workspace.DoubleGiveError, match="already owned"):
+            lease.adopt(spare)
+    assert workspace.held_bytes() == 8 * MB  # the spare went back; the kept result did not
+    ptrs = {workspace.take((MB,), torch.float32, CPU).data_ptr() for _ in range(2)}
+    assert result.data_ptr() not in ptrs
+
+
+def test_lease_gives_everything_back_on_error():
+    with pytest.raises(RuntimeError, match="boom"), workspace.Lease() as lease:
+        lease.take((MB,), torch.float32, CPU)
+        lease.take((MB // 2,), torch.float64, CPU)
+        raise RuntimeError("boom")
+    assert workspace.held_bytes() == 8 * MB

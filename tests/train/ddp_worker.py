@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 import toy_family
@@ -22,4 +23,5 @@ if __name__ == "__main__":
     )
     run_dir = run_training(toy_family.FAMILY, cfg, progress=False)
     shutdown()
-    print(run_dir)
+    if os.environ.get("RANK", "0") == "0":  # one line on stdout: two ranks' prints can interleave in one pipe
+        print(run_dir, flush=True)

@@ -13,6 +13,8 @@ from safetensors.torch import load_file
 from qmedgen.errors import ConfigError, UserError
 from qmedgen.train import api
 from qmedgen.train import mediqgan as mq
+from qmedgen.train.commands import register_prototypes
+from qmedgen.train.gan import adaptive_noise_bound
 
 TINY = [
     "data.name=embedded-retinamnist",
@@ -39,9 +41,9 @@ TINY = [
 
 
 def _cli(argv: list[str]) -> int:
-    """The `qmedgen prototypes` command as registered by this family (independent of other subsystems)."""
+    """The `qmedgen prototypes` command alone (independent of other subsystems)."""
     parser = argparse.ArgumentParser(prog="qmedgen")
-    mq.register_commands(parser.add_subparsers())
+    register_prototypes(parser.add_subparsers())
     args = parser.parse_args(argv)
     return args.func(args)
 
@@ -134,10 +136,10 @@ def test_critic_steps_build_no_generator_graph():
 
 
 def test_adaptive_noise_bound_formula():
-    assert mq.adaptive_noise_bound(0.5, 1.0) == pytest.approx(math.pi / 8)
-    assert mq.adaptive_noise_bound(1.0, 1.0) == pytest.approx(math.pi / 8)
-    assert mq.adaptive_noise_bound(100.0, 1.0) == pytest.approx(math.pi / 8 + 5 * math.pi / 8)
-    assert mq.adaptive_noise_bound(1.5, 1.0) == pytest.approx(math.pi / 8 + 5 * math.pi / 8 * math.tanh(0.5))
+    assert adaptive_noise_bound(0.5, 1.0) == pytest.approx(math.pi / 8)
+    assert adaptive_noise_bound(1.0, 1.0) == pytest.approx(math.pi / 8)
+    assert adaptive_noise_bound(100.0, 1.0) == pytest.approx(math.pi / 8 + 5 * math.pi / 8)
+    assert adaptive_noise_bound(1.5, 1.0) == pytest.approx(math.pi / 8 + 5 * math.pi / 8 * math.tanh(0.5))
 
 
 def _trainer(*extra):
@@ -152,9 +154,9 @@ def _trainer(*extra):
 def test_noise_bound_state_r0_is_the_first_ratio():
     trainer = _trainer("model.prototypes.enabled=false", "gan.noise_ratio_momentum=0.0", "gan.ema=true")
     assert trainer.generator.uses_noise_bound
-    assert trainer._update_noise_bound(-2.0, 1.0) == pytest.approx(math.pi / 8)  # R = R0 = 2 -> lower bound
-    ub = trainer._update_noise_bound(4.0, 1.0)  # |L_D| / |L_G| = 4 > R0: wider range
-    assert ub == pytest.approx(mq.adaptive_noise_bound(4.0, 2.0))
+    assert trainer.update_noise_bound(-2.0, 1.0) == pytest.approx(math.pi / 8)  # R = R0 = 2 -> lower bound
+    ub = trainer.update_noise_bound(4.0, 1.0)  # |L_D| / |L_G| = 4 > R0: wider range
+    assert ub == pytest.approx(adaptive_noise_bound(4.0, 2.0))
     assert trainer.generator.noise_bound.item() == pytest.approx(ub) == trainer.ema.noise_bound.item()
     assert trainer.extra_state() == {"ratio_ema": 4.0, "ratio_r0": 2.0}
 
@@ -165,7 +167,7 @@ def test_ema_warm_up_follows_the_generator_early():
         for p in trainer.generator.parameters():
             p.add_(1.0)
     before = [p.detach().clone() for p in trainer.ema.parameters()]
-    trainer._update_ema(0)  # decay min(0.999, 1/10) = 0.1: the average moves 90 % of the way
+    trainer.update_ema(0)  # decay min(0.999, 1/10) = 0.1: the average moves 90 % of the way
     for pe, pb, p in zip(trainer.ema.parameters(), before, trainer.generator.parameters()):
         torch.testing.assert_close(pe, pb + 0.9 * (p - pb))
 

@@ -42,10 +42,8 @@ def autograd_expval(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor,
     """Exact <P_i> through plain autograd (the engine's reference simulator), so that forward-mode AD, vmap and
     repeated backward passes work; the fast engine's adjoint backward allows one reverse pass per forward only.
     Same signature as ``expval`` (shots ignored), so it doubles as a ``QuantumLayer`` executor."""
-    try:
-        from qmedgen.quantum._reference import expval as reference_expval
-    except ImportError:  # pragma: no cover - engine without the reference module
-        from qmedgen.quantum import expval as reference_expval
+    from qmedgen.quantum._reference import expval as reference_expval
+
     return reference_expval(ansatz, inputs, weights)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from qmedgen.cli_types import positive_int_list
 from qmedgen.errors import ConfigError
+from qmedgen.fileio import write_json
 
 EPILOG = """examples:
   qmedgen analyze runs/00003-mediqgan-retinamnist
@@ -67,14 +68,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
 def cmd_ansatz(args: argparse.Namespace) -> int:
     from qmedgen.analysis.ansatz import ScanConfig, plot_scan, scan
-    from qmedgen.analysis.plotting import write_json
-
     out = args.out or Path("ansatz-analysis")
     costs = tuple(c.strip() for c in args.costs.split(",") if c.strip())
     config = ScanConfig(args.grad_samples, args.pairs, args.mw_samples, args.bins, costs, args.seed)
     for preset in args.preset or ["mediqgan", "qdiffusion"]:
         result = scan(preset, args.qubits, args.depths, config)
-        write_json(result, out / f"ansatz_{preset}.json")
+        write_json(out / f"ansatz_{preset}.json", result)
         plot_scan(result, out)
         print(f"{preset}: qubits depth  " + "  ".join(f"Var[dC/dθ] {c}" for c in costs) + "  KL(Haar)  MW Q")
         for row in result["results"]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -11,8 +9,6 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
-
-from qmedgen.fileio import json_default
 
 
 def new_figure(width: float = 6.0, height: float = 4.2, ncols: int = 1):
@@ -29,16 +25,6 @@ def save_figure(fig, out_dir, name: str) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
-    return path
-
-
-def write_json(data, path) -> Path:
-    """Write JSON atomically (temporary file then rename) so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=json_default))
-    os.replace(tmp, path)
     return path
 
 

@@ -26,8 +26,9 @@ from tqdm.auto import tqdm
 from qmedgen.analysis import geometry
 from qmedgen.analysis.ansatz import linearised_expval
 from qmedgen.analysis.jacobian import Spectrum, log_spectrum_figure, spectrum
-from qmedgen.analysis.plotting import new_figure, save_figure, write_json
+from qmedgen.analysis.plotting import new_figure, save_figure
 from qmedgen.errors import UserError
+from qmedgen.fileio import write_json
 
 
 def find_generator(model) -> torch.nn.Module | None:
@@ -243,7 +244,7 @@ def analyze_run(run_dir: str | Path, out: str | Path | None = None, checkpoint: 
         result["checkpoints"] = track
         if track:
             plot_tracking(track, out)
-    write_json(result, out / "analysis.json")
+    write_json(out / "analysis.json", result)
     return result
 
 
@@ -389,5 +390,5 @@ def compare_runs(results: Sequence[dict], out: str | Path) -> dict:
     ax.set_title("Jacobian effective rank per map and run")
     ax.legend(fontsize=8)
     save_figure(fig, out, "comparison_erank.png")
-    write_json({"rows": rows}, out / "comparison.json")
+    write_json(out / "comparison.json", {"rows": rows})
     return {"rows": rows}

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from qmedgen.errors import DataError
 
 MEDMNIST_SIZES: tuple[int, ...] = (28, 64, 128, 224)
+#: Image sides the generators produce (MedMNIST's 28, 64, 128, and 32 for power-of-two architectures).
+GENERATED_SIZES: tuple[int, ...] = (28, 32, 64, 128)
 ZENODO_RECORD = "https://zenodo.org/records/10519652/files"
 MEDMNIST_CITATION = (
     "Jiancheng Yang, Rui Shi, Donglai Wei, Zequan Liu, Lin Zhao, Bilian Ke, Hanspeter Pfister, Bingbing Ni. "

@@ -8,25 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from qmedgen.errors import DataError
+from qmedgen.fileio import atomic_open
 
 
 def download_file(url: str, dest: str | os.PathLike, md5: str | None, progress: bool = True,
                   timeout: float = 60.0) -> Path:
     """Fetch ``url`` to ``dest`` atomically; raise :class:`DataError` on network failure or MD5 mismatch."""
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(tmp_name)
     h = hashlib.md5(usedforsecurity=False)
     try:
         request = urllib.request.Request(url, headers={"User-Agent": "qmedgen"})
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
+        with atomic_open(dest, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             bar = _progress(total, dest.name) if progress else None
             while chunk := resp.read(1 << 20):
@@ -36,17 +33,14 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None, progress: 
                     bar.update(len(chunk))
             if bar is not None:
                 bar.close()
-        if md5 is not None and h.hexdigest() != md5:
-            raise DataError(f"download of {url} gave MD5 {h.hexdigest()}, expected {md5}; nothing was saved to {dest}")
-        os.replace(tmp, dest)
+            if md5 is not None and h.hexdigest() != md5:  # inside the block: the file is then never renamed
+                raise DataError(f"download of {url} gave MD5 {h.hexdigest()}, expected {md5}; nothing was saved to "
+                                f"{dest}")
         return dest
     except (urllib.error.URLError, TimeoutError, ConnectionError) as exc:
         raise DataError(
             f"could not download {url} to {dest}: {exc}. Download it by hand and put it at {dest}."
         ) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _progress(total: int | None, name: str):

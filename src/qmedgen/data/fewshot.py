@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from qmedgen.errors import DataError
-from qmedgen.fileio import json_default
+from qmedgen.fileio import write_json
 
 INDICES_FORMAT = "qmedgen-indices/1"
 
@@ -111,17 +110,7 @@ def save_indices(path: str | os.PathLike, indices, meta: dict | None = None) -> 
     path = Path(path)
     idx = np.asarray(indices, dtype=np.int64).reshape(-1)
     record = {"format": INDICES_FORMAT, "n": int(idx.size), "indices": idx.tolist(), "meta": dict(meta or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(record, fh, indent=1, default=json_default)
-            fh.write("\n")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+    return write_json(path, record, indent=1)
 
 
 def load_indices(path: str | os.PathLike) -> tuple[np.ndarray, dict]:

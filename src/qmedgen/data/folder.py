@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from qmedgen.data.dataset import DatasetInfo, ImageDataset
 from qmedgen.data.integrity import cache_dir
 from qmedgen.errors import DataError
+from qmedgen.fileio import atomic_open
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif", ".ppm", ".pgm"}
 SPLIT_DIRS = ("train", "val", "test")
@@ -114,11 +114,8 @@ def _decode_all(files: list[Path], size: int, use_cache: bool) -> tuple[np.ndarr
         all_gray &= gray
     if use_cache:
         try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=cache.parent, suffix=".npz")
-            with os.fdopen(fd, "wb") as fh:
+            with atomic_open(cache, "wb") as fh:
                 np.savez(fh, images=out, all_gray=np.asarray(all_gray))
-            os.replace(tmp, cache)
         except OSError:
             pass
     return out, all_gray

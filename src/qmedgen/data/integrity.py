@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 from qmedgen.errors import DataError
+from qmedgen.fileio import atomic_open
 
 _MEMO: dict[str, str] = {}
 _CHUNK = 1 << 20
@@ -45,11 +45,8 @@ def _read_cache() -> dict[str, str]:
 def _write_cache(entries: dict[str, str]) -> None:
     target = _cache_file()
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".md5-", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
+        with atomic_open(target) as fh:
             json.dump(entries, fh, indent=0, sort_keys=True)
-        os.replace(tmp, target)
     except OSError:
         pass  # caching is an optimisation only
 

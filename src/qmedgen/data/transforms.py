@@ -75,32 +75,30 @@ def to_unit_range(x: torch.Tensor | np.ndarray) -> torch.Tensor:
     return x.to(torch.float32) / 127.5 - 1.0
 
 
-def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] floats -> uint8 via ``((x + 1) / 2).clamp(0, 1) * 255`` rounded (never per-batch min-max)."""
-    return (((x.detach().float() + 1) / 2).clamp(0, 1) * 255).round().to(torch.uint8)
+def _with_channels(x: torch.Tensor, channels: int, name: str, convert) -> torch.Tensor:
+    """``convert`` (on ``[N, C, H, W]``) applied to a 1- or 3-channel image (batch) that lacks ``channels`` channels."""
+    xb, single = _batched(x)
+    if xb.shape[1] == channels:
+        return x
+    if xb.shape[1] not in (1, 3):
+        raise DataError(f"{name} expects 1 or 3 channels, got {xb.shape[1]}")
+    out = convert(xb)
+    return out[0] if single else out
 
 
 def to_grayscale(x: torch.Tensor) -> torch.Tensor:
     """RGB -> 1 channel with BT.601 luma weights; 1-channel input is returned unchanged."""
-    xb, single = _batched(x)
-    if xb.shape[1] == 1:
-        return x
-    if xb.shape[1] != 3:
-        raise DataError(f"to_grayscale expects 1 or 3 channels, got {xb.shape[1]}")
-    w = torch.tensor(LUMA, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
-    out = (xb.float() * w).sum(dim=1, keepdim=True).to(x.dtype)
-    return out[0] if single else out
+
+    def luma(xb: torch.Tensor) -> torch.Tensor:
+        w = torch.tensor(LUMA, dtype=torch.float32, device=x.device).view(1, 3, 1, 1)
+        return (xb.float() * w).sum(dim=1, keepdim=True).to(x.dtype)
+
+    return _with_channels(x, 1, "to_grayscale", luma)
 
 
 def to_rgb(x: torch.Tensor) -> torch.Tensor:
     """1 channel -> 3 identical channels; 3-channel input is returned unchanged."""
-    xb, single = _batched(x)
-    if xb.shape[1] == 3:
-        return x
-    if xb.shape[1] != 1:
-        raise DataError(f"to_rgb expects 1 or 3 channels, got {xb.shape[1]}")
-    out = xb.expand(-1, 3, -1, -1).contiguous()
-    return out[0] if single else out
+    return _with_channels(x, 3, "to_rgb", lambda xb: xb.expand(-1, 3, -1, -1).contiguous())
 
 
 def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:

@@ -1,7 +1,6 @@
 """Gaussian diffusion pieces: noise schedules, noise sources (Gaussian, quantum, hybrid), time-step samplers,
-loss weighting, reverse-process samplers (DDPM, DDIM) and EMA weights."""
+loss weighting and reverse-process samplers (DDPM, DDIM). EMA weights: :mod:`qmedgen.train.ema`."""
 
-from qmedgen.diffusion.ema import ema_copy, ema_update
 from qmedgen.diffusion.noise import GaussianNoise, HybridNoise, QuantumNoise, make_noise
 from qmedgen.diffusion.samplers import sample
 from qmedgen.diffusion.schedules import NoiseSchedule, make_schedule, training_policy
@@ -15,8 +14,6 @@ __all__ = [
     "NoiseSchedule",
     "QuantumNoise",
     "UniformTimesteps",
-    "ema_copy",
-    "ema_update",
     "loss_weights",
     "make_noise",
     "make_schedule",

@@ -39,21 +39,37 @@ from qmedgen.quantum import Ansatz
 SOURCES = ("gaussian", "quantum", "hybrid")
 TRANSFORMS = ("box-muller", "clt")
 
+Device = torch.device | str | None
+Rng = torch.Generator | None
 
-class GaussianNoise:
-    """torch.randn: the global RNG, or ``generator`` when given."""
 
-    name = "gaussian"
+class _Source:
+    """The interface of every noise source: ``source(shape, device, dtype, generator)`` -> a standard-normal tensor
+    of ``shape``; a subclass implements :meth:`draw`."""
+
+    name: str
 
     def __call__(
         self,
         shape: Sequence[int],
-        device: torch.device | str | None = None,
+        device: Device = None,
         dtype: torch.dtype = torch.float32,
-        generator: torch.Generator | None = None,
+        generator: Rng = None,
     ) -> torch.Tensor:
+        return self.draw(tuple(shape), device, dtype, generator)
+
+    def draw(self, shape: tuple[int, ...], device: Device, dtype: torch.dtype, generator: Rng) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class GaussianNoise(_Source):
+    """torch.randn: the global RNG, or ``generator`` when given."""
+
+    name = "gaussian"
+
+    def draw(self, shape: tuple[int, ...], device: Device, dtype: torch.dtype, generator: Rng) -> torch.Tensor:
         gen_device = generator.device if generator is not None else device
-        return torch.randn(tuple(shape), generator=generator, device=gen_device, dtype=dtype).to(device)
+        return torch.randn(shape, generator=generator, device=gen_device, dtype=dtype).to(device)
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -70,7 +86,7 @@ def noise_ansatz(n_qubits: int) -> tuple[Ansatz, torch.Tensor, torch.Tensor]:
     return ansatz, inputs, weights
 
 
-class QuantumNoise:
+class QuantumNoise(_Source):
     """Standard-normal noise made from measured bitstrings (see the module docstring)."""
 
     name = "quantum"
@@ -135,20 +151,18 @@ class QuantumNoise:
         counts = groups.sum(dim=1, dtype=torch.int64).double()
         return (counts - b * p) / math.sqrt(b * p * (1 - p))
 
+    def _pool_values(self, count: int, refill: int) -> torch.Tensor:
+        """The ``count`` float32 normal values of refill number ``refill`` (fixed by the seed and ``refill``)."""
+        return self.bits_to_normal(self._measure(count * self.bits_per_value, refill)).float()
+
     def _refill(self, need: int) -> None:
         count = max(need, self.pool_size)
         count += count % 2
-        self._pool = self.bits_to_normal(self._measure(count * self.bits_per_value, self.refills)).float()
+        self._pool = self._pool_values(count, self.refills)
         self.refills += 1
         self.position = 0
 
-    def __call__(
-        self,
-        shape: Sequence[int],
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def draw(self, shape: tuple[int, ...], device: Device, dtype: torch.dtype, generator: Rng) -> torch.Tensor:
         del generator  # the source has its own seeded stream (see reseed)
         total = math.prod(shape)
         parts, left = [], total
@@ -160,7 +174,7 @@ class QuantumNoise:
             self.position += take
             left -= take
         flat = torch.cat(parts) if parts else torch.empty(0)
-        return flat.reshape(tuple(shape)).to(device=device, dtype=dtype)
+        return flat.reshape(shape).to(device=device, dtype=dtype)
 
     def reseed(self, seed: int) -> None:
         self.seed, self.refills, self.position, self._pool = int(seed), 0, 0, torch.empty(0)
@@ -174,14 +188,12 @@ class QuantumNoise:
         self.seed, refills = int(state["seed"]), int(state["refills"])
         self.refills, self.position, self._pool = 0, 0, torch.empty(0)
         if refills > 0:  # rebuild the current pool exactly: same seed, same refill index, same size
-            self.refills = refills - 1
-            pool_len = int(state["pool"])
-            self._pool = self.bits_to_normal(self._measure(pool_len * self.bits_per_value, self.refills)).float()
+            self._pool = self._pool_values(int(state["pool"]), refills - 1)
             self.refills = refills
             self.position = int(state["position"])
 
 
-class HybridNoise:
+class HybridNoise(_Source):
     """sqrt(a) * Gaussian + sqrt(1 - a) * quantum, a = ``weight`` in [0, 1]."""
 
     name = "hybrid"
@@ -191,13 +203,7 @@ class HybridNoise:
             raise ConfigError(f"diffusion.hybrid_weight must be in [0, 1], got {weight}")
         self.quantum, self.weight, self.gaussian = quantum, weight, GaussianNoise()
 
-    def __call__(
-        self,
-        shape: Sequence[int],
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
+    def draw(self, shape: tuple[int, ...], device: Device, dtype: torch.dtype, generator: Rng) -> torch.Tensor:
         g = self.gaussian(shape, device, dtype, generator)
         q = self.quantum(shape, device, dtype)
         return math.sqrt(self.weight) * g + math.sqrt(1.0 - self.weight) * q

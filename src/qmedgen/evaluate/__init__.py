@@ -2,8 +2,9 @@
 
 Modules (one concept each):
 
-- :mod:`~qmedgen.evaluate.extractors`: ``load_extractor("inception" | "domain:<dataset>" | PATH)`` and batched
-  feature extraction (uint8 images in, features out; nothing is downloaded).
+- :mod:`~qmedgen.evaluate.extractors`: ``load_extractor("inception" | "domain:<dataset>" | PATH)``;
+  :mod:`~qmedgen.evaluate.features`: the extractor interface and batched feature extraction (uint8 images in,
+  features out; nothing is downloaded).
 - :mod:`~qmedgen.evaluate.domain`: the domain classifier, a documented evaluation instrument trained once on a
   dataset's official training split and cached by content hash.
 - :mod:`~qmedgen.evaluate.metrics`: FID, KID, precision/recall/density/coverage, diversity, memorisation,
@@ -11,9 +12,10 @@ Modules (one concept each):
 - :mod:`~qmedgen.evaluate.evaluation`: all metrics for one sample set with bootstrap confidence intervals;
   :mod:`~qmedgen.evaluate.stats`: bootstrap, t-intervals, paired tests.
 - :mod:`~qmedgen.evaluate.utility`: train-on-real / real+synthetic / synthetic-only classifiers.
-- :mod:`~qmedgen.evaluate.benchmark`: protocols (``protocols/*.yaml``), resumable cells, tables and plots.
-- :mod:`~qmedgen.evaluate.pipeline`, :mod:`~qmedgen.evaluate.samples`, :mod:`~qmedgen.evaluate.report`: reading
-  sample folders, writing JSON/markdown; :mod:`~qmedgen.evaluate.commands`: the CLI.
+- :mod:`~qmedgen.evaluate.benchmark`: protocols (``protocols/*.yaml``), resumable cells, tables and plots;
+  :mod:`~qmedgen.evaluate.protocol`: the protocols' typed schema.
+- :mod:`~qmedgen.evaluate.pipeline`, :mod:`~qmedgen.evaluate.samples`: reading sample folders, writing JSON and
+  markdown (:mod:`qmedgen.report.markdown`); :mod:`~qmedgen.evaluate.commands`: the CLI.
 
 Conventions that differ from the papers' evaluations on purpose: generated images are compared with the
 held-out test split (never the training images), FID on fewer samples than feature dimensions is flagged and

@@ -1,6 +1,7 @@
 """Benchmark harness: models x subset sizes x seeds, each cell trained, sampled, evaluated and tested for utility.
 
-A protocol is a YAML file (shipped ones live in ``qmedgen/evaluate/protocols``; ``qmedgen benchmark --list``).
+A protocol is a YAML file (shipped ones live in ``qmedgen/evaluate/protocols``; ``qmedgen benchmark --list``),
+checked against the typed schema :class:`qmedgen.evaluate.protocol.Protocol` (unknown keys get a suggestion).
 Keys: ``name``, ``description``, ``data``, ``size``, ``split`` (real reference split, default test), ``seeds``,
 ``subset_sizes`` (images per class; ``null`` = full training split), ``models`` (label -> ``{model, overrides}``),
 ``reference`` (model label for paired comparisons), ``train`` (overrides for every model), ``keys`` (which
@@ -31,17 +32,16 @@ from typing import Any
 import numpy as np
 import yaml
 
+from qmedgen.config import from_dict, merge, to_dict
 from qmedgen.errors import ConfigError
-from qmedgen.evaluate.evaluation import HIGHER_IS_BETTER, IDEAL_ONE, EvalConfig
-from qmedgen.evaluate.report import write_json_atomic, write_text_atomic
+from qmedgen.evaluate.evaluation import EvalConfig
+from qmedgen.evaluate.protocol import Protocol, parse_protocol
 from qmedgen.evaluate.stats import paired_comparison, t_interval
+from qmedgen.fileio import write_json, write_text
+from qmedgen.report.markdown import direction_arrow, results_markdown
 
-DEFAULT_KEYS = {"data_name": "data.name", "size": "data.size", "n_per_class": "data.n_per_class",
-                "subset_seed": "data.subset_seed", "seed": "train.seed"}
-TOP_KEYS = {"name", "description", "data", "size", "split", "seeds", "subset_sizes", "models", "reference", "train",
-            "keys", "sample", "evaluate", "utility", "quick"}
+MERGE_KEYS = {"train", "keys", "sample", "evaluate", "utility"}  # quick sections that merge key by key
 REAL_ROW = "real-vs-real"  # aggregated 'perfect generator' reference row
-MERGE_KEYS = {"train", "keys", "sample", "evaluate", "utility"}
 GAIN_METRICS = ("balanced_accuracy", "accuracy", "macro_auc", "qwk")  # higher is better for each
 PLOT_METRICS = ("fid", "kid", "precision", "recall", "coverage", "conditional_accuracy", "msssim_diversity",
                 "copy_fraction")
@@ -52,13 +52,6 @@ PLOT_METRICS = ("fid", "kid", "precision", "recall", "coverage", "conditional_ac
 def list_protocols() -> list[str]:
     root = resources.files("qmedgen.evaluate") / "protocols"
     return sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml")) if root.is_dir() else []
-
-
-def _deep_merge(base: dict, over: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else copy.deepcopy(v)
-    return out
 
 
 def load_protocol(spec: str | Path, quick: bool = False) -> dict:
@@ -79,33 +72,31 @@ def load_protocol(spec: str | Path, quick: bool = False) -> dict:
         raise ConfigError(f"{where}: invalid YAML ({exc})") from exc
     if not isinstance(proto, dict):
         raise ConfigError(f"{where}: expected a mapping at the top level")
-    unknown = set(proto) - TOP_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(TOP_KEYS)}")
-    for key in ("name", "data", "models"):
-        if key not in proto:
-            raise ConfigError(f"{where}: missing required key {key!r}")
+    typed = parse_protocol(proto, where)
+    if typed.quick is not None:  # checked even without --quick, so that a typo there is found before it is needed
+        quick_proto = _with_quick(proto, typed.quick)
+        quick_spec = parse_protocol(quick_proto, f"{where} (with its 'quick' section)")
+        if quick:
+            proto, typed = quick_proto, quick_spec
     if quick:
-        q = proto.get("quick") or {}
-        if not isinstance(q, dict):
-            raise ConfigError(f"{where}: 'quick' must be a mapping of protocol keys")
-        for k, v in q.items():  # sections merge key by key; lists and 'models' are replaced wholesale
-            proto[k] = _deep_merge(proto[k], v) if k in MERGE_KEYS and isinstance(proto.get(k), dict) else v
         proto["name"] = f"{proto['name']}-quick"
     proto.pop("quick", None)
-    proto.setdefault("seeds", [0])
-    proto.setdefault("subset_sizes", [None])
-    proto.setdefault("split", "test")
-    proto.setdefault("size", 28)
-    proto["keys"] = {**DEFAULT_KEYS, **(proto.get("keys") or {})}
-    if not isinstance(proto["models"], dict) or not proto["models"]:
-        raise ConfigError(f"{where}: 'models' must map labels to {{model: NAME, overrides: {{...}}}}")
-    for label, m in proto["models"].items():
-        if not isinstance(m, dict) or "model" not in m:
-            raise ConfigError(f"{where}: models.{label} needs a 'model' key (e.g. mediqgan, qdiffusion)")
-    ref = proto.get("reference")
-    if ref is not None and ref not in proto["models"]:
-        raise ConfigError(f"{where}: reference {ref!r} is not one of the models {sorted(proto['models'])}")
+    return _resolved(proto, typed)
+
+
+def _with_quick(proto: dict, quick: dict) -> dict:
+    """``proto`` with its ``quick`` section applied: sections merge key by key; lists and 'models' are replaced."""
+    out = copy.deepcopy(proto)
+    for k, v in quick.items():
+        out[k] = copy.deepcopy(merge(out[k], v)) if k in MERGE_KEYS and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _resolved(proto: dict, spec: Protocol) -> dict:
+    """The protocol mapping as the runner uses and records it: as written, plus the defaults of the schema."""
+    for key in ("seeds", "subset_sizes", "split", "size"):
+        proto.setdefault(key, getattr(spec, key))
+    proto["keys"] = to_dict(spec.keys)
     return proto
 
 
@@ -178,7 +169,7 @@ class State:
                 for cid, entry in disk["cells"].items():
                     if cid not in self.touched:
                         self.data["cells"][cid] = entry
-            write_json_atomic(self.path, self.data)
+            write_json(self.path, self.data, nan_to_null=True)
 
 
 def update_json_locked(path: Path, update: Callable[[dict], None]) -> None:
@@ -186,7 +177,7 @@ def update_json_locked(path: Path, update: Callable[[dict], None]) -> None:
     with locked(path):
         data = json.loads(path.read_text()) if path.is_file() else {}
         update(data)
-        write_json_atomic(path, data)
+        write_json(path, data, nan_to_null=True)
 
 
 # ---------------------------------------------------------------------------------------------------- runner
@@ -212,10 +203,14 @@ def run_benchmark(protocol: str | Path | dict, out: Path | None = None, quick: b
 
     ``models``: run only the cells of these model labels (several processes, one per group of models, can share
     ``out``: the state merges on every save; the results cover every finished cell)."""
-    proto = protocol if isinstance(protocol, dict) else load_protocol(protocol, quick)
+    if isinstance(protocol, dict):
+        parse_protocol(protocol)
+        proto = protocol
+    else:
+        proto = load_protocol(protocol, quick)
     out = Path(out) if out is not None else Path("benchmarks") / proto["name"]
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "protocol.yaml", yaml.safe_dump(proto, sort_keys=False))
+    write_text(out / "protocol.yaml", yaml.safe_dump(proto, sort_keys=False))
     log = log or (lambda msg: print(msg, flush=True))
     trainer = trainer or _default_train
     sampler = sampler or _default_sample
@@ -240,11 +235,11 @@ def run_benchmark(protocol: str | Path | dict, out: Path | None = None, quick: b
         state.save()
     state.save()  # picks up the cells other processes finished meanwhile
     results = aggregate(proto, state.data)
-    write_json_atomic(out / "results.json", results)
-    write_text_atomic(out / "results.md", results_markdown(proto, results))
+    write_json(out / "results.json", results, nan_to_null=True)
+    write_text(out / "results.md", results_markdown(proto, results, REAL_ROW))
     results["plots"] = [str(p) for p in make_plots(results, out / "plots")]
     results["grids"] = [str(p) for p in write_grids(proto, state.data, out / "grids")]
-    write_json_atomic(out / "results.json", results)
+    write_json(out / "results.json", results, nan_to_null=True)
     return results
 
 
@@ -277,7 +272,7 @@ def write_grids(proto: dict, state: dict, out: Path, per_class: int = 8) -> list
 
 
 def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, progress, device, extractors) -> None:
-    from qmedgen.evaluate.pipeline import evaluate_samples, utility_for_samples
+    from qmedgen.evaluate.pipeline import SampleEvalOptions, evaluate_samples, utility_for_samples
     from qmedgen.evaluate.utility import UtilityConfig
 
     stages = entry["stages"]
@@ -306,9 +301,10 @@ def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, p
             from qmedgen.evaluate.extractors import load_extractor
 
             extractors[key] = load_extractor(key, device, size=c["overrides"].get("data.size", 28), progress=progress)
-        result, json_path, _ = evaluate_samples(samples, c["data"], c["split"], spec, train_data, samples, cfg,
-                                                conditional, device=device, extractor_obj=extractors.get(key),
-                                                real_baseline=baseline)
+        options = SampleEvalOptions(data=c["data"], split=c["split"], extractor=spec, train_data=train_data,
+                                    out=samples, metrics=cfg, conditional=conditional, real_baseline=baseline,
+                                    device=device, extractor_obj=extractors.get(key))
+        result, json_path, _ = evaluate_samples(samples, options)
         stages["evaluate"] = {"metrics": {k: v["value"] for k, v in result["metrics"].items()},
                               "real_baseline": (result.get("real_baseline") or {}).get("metrics"),
                               "flags": result["flags"], "file": str(json_path)}
@@ -334,12 +330,9 @@ def _run_cell(c: dict, entry: dict, state: State, out: Path, trainer, sampler, p
 
 
 def _build(cls, section: str, values: dict):
-    import dataclasses
-
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"protocol section {section!r}: unknown key(s) {unknown}; allowed: {sorted(names)}")
+    """``cls(**values)``, checked first like the protocol (:func:`qmedgen.config.from_dict`: unknown keys with a
+    suggestion, types); built from the values as given, so that e.g. ``epochs: 100`` stays an int in cache keys."""
+    from_dict(cls, values, path=section, label="key")
     return cls(**values)
 
 
@@ -411,72 +404,6 @@ def aggregate(proto: dict, state: dict) -> dict:
             "metrics": metric_names, "n_cells_done": sum(1 for e in state["cells"].values() if e.get("done"))}
 
 
-def _fmt(s: dict) -> str:
-    m = s.get("mean")
-    if m is None or not math.isfinite(m):
-        return "n/a"
-    if s.get("n", 0) > 1 and math.isfinite(s.get("ci_low", float("nan"))):
-        return f"{m:.4g} [{s['ci_low']:.4g}, {s['ci_high']:.4g}]"
-    return f"{m:.4g}"
-
-
-def results_markdown(proto: dict, results: dict) -> str:
-    """Sample-quality and utility tables (mean [95% t-interval] over seeds), then seed-paired differences."""
-    quality = [k for k in results["metrics"] if not k.startswith("utility.")]
-    main_metric = [m for m in ("balanced_accuracy", "qwk") if any(k.endswith(f".{m}") for k in results["metrics"])]
-    utility = [k for k in results["metrics"] if k.startswith("utility.") and not k.startswith("utility.gain")
-               and k.endswith(tuple(f".{m}" for m in main_metric))]
-    gains = [k for k in results["metrics"] if k.startswith("utility.gain") and k.endswith(tuple(
-        f".{m}" for m in main_metric))]
-    lines = [f"# Benchmark {proto['name']}", "", str(proto.get("description", "")).strip(), "",
-             f"Dataset {proto['data']} ({proto['size']} px), reference split {proto['split']}; seeds "
-             f"{proto['seeds']}; mean over seeds [95% t-interval]. ↑/↓: higher/lower is better; ≈1: as real data. "
-             f"Row `{REAL_ROW}`: real images of another split with the samples' class counts, scored the same way. "
-             "Every metric of every arm is in results.json; the tables below show the headline ones."]
-    sections = (("Sample quality", quality, ""), ("Downstream utility (test split)", utility, ""),
-                ("Augmentation gain", gains,
-                 "`gain@R`: real+synthetic at ratio R minus the validation-selected real-only arm, paired by seed "
-                 "(`@val`: R chosen on validation; `@pretrain`: pre-trained on synthetic, fine-tuned on real). "
-                 "`gain_vs_best_real`: minus the better real-only arm on the test split itself (a baseline chosen "
-                 "with hindsight, so stricter). Mean over generator seeds [95% t-interval]."))
-    for title, names, note in sections:
-        if not names:
-            continue
-        lines += ["", f"## {title}", ""] + ([note, ""] if note else []) + [
-            "| model | n/class | " + " | ".join(f"{k} {_arrow(k)}" for k in names) + " |",
-            "|---|---" + "|---" * len(names) + "|"]
-        for r in results["rows"]:
-            cells_ = [_fmt(r["metrics"].get(k, {})) for k in names]
-            if all(c == "n/a" for c in cells_):
-                continue
-            n = "all" if r["n"] is None else r["n"]
-            lines.append(f"| {r['model']} | {n} | " + " | ".join(cells_) + " |")
-    if results["comparisons"]:
-        names = quality + [k for k in gains if k.startswith("utility.gain@")]
-        lines += ["", "## Paired differences vs the reference (same seeds = same real images; paired t-test p)", "",
-                  "| model - reference | n/class | " + " | ".join(names) + " |", "|---|---" + "|---" * len(names) + "|"]
-        for c in results["comparisons"]:
-            cells_ = []
-            for k in names:
-                d = c["metrics"][k]
-                p = d.get("t_pvalue")
-                ptxt = "" if p is None or not math.isfinite(p) else f" p={p:.2g}"
-                cells_.append(_fmt({"mean": d["diff_mean"], "ci_low": d["diff_ci_low"],
-                                    "ci_high": d["diff_ci_high"], "n": d["n"]}) + ptxt)
-            n = "all" if c["n"] is None else c["n"]
-            lines.append(f"| {c['model']} - {c['reference']} | {n} | " + " | ".join(cells_) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _arrow(name: str) -> str:
-    base = name.split(".")[-1]
-    if base in IDEAL_ONE:
-        return "≈1"
-    if base in ("mae", "fid", "kid", "copy_fraction"):
-        return "↓"
-    return "↑" if HIGHER_IS_BETTER.get(base, True) else "↓"
-
-
 def make_plots(results: dict, out: Path) -> list[Path]:
     """``summary.png``: one panel per key metric, mean +- 95% CI against subset size, one line per model."""
     import matplotlib
@@ -506,7 +433,7 @@ def make_plots(results: dict, out: Path) -> list[Path]:
                         linestyle="-" if len(sizes) > 1 else "none")
         ax.set_xticks(range(len(sizes)), ["all" if s is None else str(s) for s in sizes])
         ax.set_xlim(-0.5, len(sizes) - 0.5)
-        ax.set_title(f"{metric} {_arrow(metric)}", fontsize=9)
+        ax.set_title(f"{metric} {direction_arrow(metric)}", fontsize=9)
         ax.tick_params(labelsize=7)
     for ax in list(axes.flat)[len(wanted):]:
         ax.axis("off")

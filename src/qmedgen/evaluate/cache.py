@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from qmedgen.fileio import atomic_open
 
 
 def cache_dir() -> Path:
@@ -46,19 +47,6 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    """Write ``array`` to ``path`` via a temporary file and rename, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, array)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def cached_features(key: str, compute) -> np.ndarray:
     """Features stored under ``features/<key>.npy``; ``compute()`` runs (and is stored) only on a miss."""
     path = cache_dir() / "features" / f"{key}.npy"
@@ -68,5 +56,6 @@ def cached_features(key: str, compute) -> np.ndarray:
         except (OSError, ValueError):  # a corrupt entry is recomputed, never trusted
             path.unlink(missing_ok=True)
     feats = np.asarray(compute())
-    atomic_save_npy(path, feats)
+    with atomic_open(path, "wb") as fh:  # np.save on a path would append ".npy" to the temporary name
+        np.save(fh, feats)
     return feats

@@ -103,14 +103,16 @@ def register(subparsers) -> None:
 
 def _evaluate(args: argparse.Namespace) -> int:
     from qmedgen.evaluate.evaluation import EvalConfig
-    from qmedgen.evaluate.pipeline import evaluate_samples
+    from qmedgen.evaluate.pipeline import SampleEvalOptions, evaluate_samples
 
     cfg = EvalConfig(n_boot=args.n_boot, fid_boot=args.fid_boot, kid_subsets=args.kid_subsets, k=args.k,
                      class_weighting=args.class_weighting, seed=args.seed, progress=not args.quiet)
+    options = SampleEvalOptions(data=args.data, split=args.split, extractor=args.extractor, train_data=args.train_data,
+                                out=args.out, metrics=cfg, conditional=not args.no_conditional,
+                                real_baseline=not args.no_real_baseline, size=args.size, root=args.root,
+                                device=args.device)
     with _plain_warnings():
-        _, json_path, md_path = evaluate_samples(args.samples, args.data, args.split, args.extractor, args.train_data,
-                                                 args.out, cfg, not args.no_conditional, args.root, args.device,
-                                                 size=args.size, real_baseline=not args.no_real_baseline)
+        _, json_path, md_path = evaluate_samples(args.samples, options)
     print(md_path.read_text())
     print(f"wrote {json_path} and {md_path}")
     return 0

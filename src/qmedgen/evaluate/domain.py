@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,7 +24,8 @@ from tqdm.auto import tqdm
 
 from qmedgen.errors import DataError
 from qmedgen.evaluate.cache import cache_dir, content_hash
-from qmedgen.evaluate.extractors import Extractor, default_device, iter_batches
+from qmedgen.evaluate.features import Extractor, default_device, iter_batches
+from qmedgen.fileio import atomic_path, write_json
 
 RECIPE_VERSION = "domain-cnn-v2"
 EMBED_DIM = 256
@@ -154,18 +153,6 @@ def domain_cache_paths(dataset: str, size: int, data_hash: str) -> tuple[Path, P
     return d / f"{stem}.safetensors", d / f"{stem}.json"
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def domain_extractor_for(train_set, test_set=None, device=None, epochs: int | None = None,
                          progress: bool = True) -> DomainExtractor:
     """The cached domain classifier for ``train_set`` (an ``ImageDataset``), training it on a cache miss."""
@@ -193,8 +180,9 @@ def domain_extractor_for(train_set, test_set=None, device=None, epochs: int | No
         meta["test_accuracy"] = classifier_accuracy(model, test_set.images, test_set.labels)
         meta["test_split"] = test_set.info.split
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    _atomic_write(weights_path, lambda tmp: save_file(state, tmp))
-    _atomic_write(meta_path, lambda tmp: Path(tmp).write_text(json.dumps(meta, indent=2)))
+    with atomic_path(weights_path) as tmp:
+        save_file(state, str(tmp))
+    write_json(meta_path, meta)
     return DomainExtractor(model, meta, device)
 
 

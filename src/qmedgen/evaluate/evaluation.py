@@ -21,7 +21,7 @@ import torch
 from qmedgen.errors import DataError
 from qmedgen.evaluate import metrics as M
 from qmedgen.evaluate.cache import cached_features, content_hash
-from qmedgen.evaluate.extractors import Extractor, extract_features, extract_logits
+from qmedgen.evaluate.features import Extractor, extract_features, extract_logits
 from qmedgen.evaluate.msssim import msssim_settings, pair_msssim, random_pairs
 from qmedgen.evaluate.stats import bootstrap, percentile_ci, stratified_counts
 

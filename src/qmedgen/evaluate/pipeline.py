@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import time
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from qmedgen.errors import ConfigError, DataError, UserError
 from qmedgen.evaluate.evaluation import EvalConfig, check_compatible, evaluate_images
-from qmedgen.evaluate.extractors import Extractor, load_extractor
+from qmedgen.evaluate.extractors import load_extractor
+from qmedgen.evaluate.features import Extractor
 from qmedgen.evaluate.metrics import SmallSampleWarning
 from qmedgen.evaluate.realdata import load_split
-from qmedgen.evaluate.report import metrics_markdown, run_info, write_json_atomic, write_text_atomic
-from qmedgen.evaluate.samples import load_samples
-from qmedgen.evaluate.utility import UtilityConfig, run_utility, utility_markdown
+from qmedgen.evaluate.samples import load_samples, run_info
+from qmedgen.evaluate.utility import UtilityConfig, run_utility
+from qmedgen.fileio import write_json, write_text
+from qmedgen.report.markdown import metrics_markdown, utility_markdown
 
 
 def _labels_1d(ds) -> np.ndarray:
@@ -65,24 +67,40 @@ def training_images(train_data: str, data: str, info: dict | None, size: int, ro
     return ds.images, train_data
 
 
-def evaluate_samples(samples: Path, data: str | None = None, split: str = "test", extractor: str = "domain",
-                     train_data: str = "auto", out: Path | None = None, cfg: EvalConfig | None = None,
-                     conditional: bool = True, root: Path | None = None, device: str | None = None,
-                     extractor_obj: Extractor | None = None, size: int | None = None,
-                     real_baseline: bool = True) -> tuple[dict, Path, Path]:
+@dataclass
+class SampleEvalOptions:
+    """What :func:`evaluate_samples` compares a sample folder with, and how (defaults: ``qmedgen evaluate``'s)."""
+
+    data: str | None = None  # the dataset the samples imitate; None: the one recorded by their run
+    split: str = "test"  # the real reference split
+    extractor: str = "domain"  # feature space: domain (the dataset's domain classifier), inception or a PATH
+    train_data: str = "auto"  # training images for memorisation: auto (the run's), none or NAME[:SPLIT]
+    out: Path | None = None  # folder of metrics_<extractor>.json/.md; None: next to the samples
+    metrics: EvalConfig = field(default_factory=EvalConfig)  # bootstrap sizes, seed, batch size, progress
+    conditional: bool = True  # also score class-conditional accuracy with the domain classifier
+    real_baseline: bool = True  # also score real images of another split (see evaluate_samples)
+    size: int | None = None  # real-image size; None: the run's recorded size, else 28
+    root: Path | None = None  # data root (default: the usual data locations)
+    device: str | None = None
+    extractor_obj: Extractor | None = None  # an already loaded extractor for ``extractor`` (the benchmark's cache)
+
+
+def evaluate_samples(samples: Path, options: SampleEvalOptions | None = None) -> tuple[dict, Path, Path]:
     """Evaluate a sample folder or run; writes ``metrics_<extractor>.json`` and ``.md``; returns (result, json, md).
 
-    The real images are loaded at ``size`` (default: the run's recorded size, else 28), never silently resized
-    to whatever the samples happen to be: samples of another size or channel count are an error.
-    ``real_baseline``: also score real images from another split (val, else train), drawn with the samples' class
-    counts, against the same reference: the value a perfect generator would get at this sample size.
+    The real images are loaded at ``options.size`` (default: the run's recorded size, else 28), never silently
+    resized to whatever the samples happen to be: samples of another size or channel count are an error.
+    ``options.real_baseline``: also score real images from another split (val, else train), drawn with the samples'
+    class counts, against the same reference: the value a perfect generator would get at this sample size.
     """
-    cfg = cfg or EvalConfig()
+    o = options or SampleEvalOptions()
+    cfg, split, extractor, train_data = o.metrics, o.split, o.extractor, o.train_data
+    conditional, root, device = o.conditional, o.root, o.device
     t0 = time.perf_counter()
     images, labels, src = load_samples(Path(samples))
     info = run_info(src)
-    data = resolve_dataset(data, info, src)
-    size = int(size or (info or {}).get("size") or 28)
+    data = resolve_dataset(o.data, info, src)
+    size = int(o.size or (info or {}).get("size") or 28)
     real = load_split(data, split, size=size, root=root)
     real_images, real_labels = real.images, _labels_1d(real)
     check_compatible(real_images, images, real_name=f"{data} {split} split", fake_name=f"samples in {src}")
@@ -96,7 +114,7 @@ def evaluate_samples(samples: Path, data: str | None = None, split: str = "test"
         keep = np.isin(real_labels, classes)
         real_images, real_labels = real_images[keep], real_labels[keep]
     spec = f"domain:{data}" if extractor == "domain" else extractor
-    ext = extractor_obj
+    ext = o.extractor_obj
     if ext is None and not spec.startswith("domain:"):  # fail fast on a bad extractor before any training
         ext = load_extractor(spec, device, size=size, root=root, progress=cfg.progress)
     domain = None
@@ -114,16 +132,16 @@ def evaluate_samples(samples: Path, data: str | None = None, split: str = "test"
     if trained_on in ("all", split):
         result["flags"].append(f"the generator was trained on the {trained_on!r} split, which contains the "
                                f"reference {split!r} images: these metrics are not held-out")
-    if real_baseline and real_labels.ndim == 1:
+    if o.real_baseline and real_labels.ndim == 1:
         result["real_baseline"] = _real_baseline(data, split, size, root, labels, real_images, real_labels, ext,
                                                  domain if conditional else None, cfg)
     result.update({"samples": str(src), "dataset": data, "real_split": split, "train_data": train_desc,
                    "classes": classes,
                    "run": info.get("run_dir") if info else None, "seconds": round(time.perf_counter() - t0, 1)})
-    out = Path(out) if out is not None else (src.parent if src.is_file() else src)
+    out = Path(o.out) if o.out is not None else (src.parent if src.is_file() else src)
     tag = extractor_tag(extractor)
-    json_path = write_json_atomic(out / f"metrics_{tag}.json", result)
-    md_path = write_text_atomic(out / f"metrics_{tag}.md",
+    json_path = write_json(out / f"metrics_{tag}.json", result, nan_to_null=True)
+    md_path = write_text(out / f"metrics_{tag}.md",
                                 metrics_markdown(result, title=f"Sample quality: {src.name} vs {data} {split}"))
     return result, json_path, md_path
 
@@ -199,7 +217,7 @@ def utility_for_samples(samples: Path | None, data: str | None = None, n_per_cla
     out = Path(out) if out is not None else (src.parent if src is not None and src.is_file() else src)
     if out is None:
         raise ConfigError("utility without samples needs --out DIR")
-    json_path = write_json_atomic(out / "utility.json", result)
+    json_path = write_json(out / "utility.json", result, nan_to_null=True)
     md = f"## Downstream utility on {data} ({split} split)\n\nReal training subset: {how}.\n\n"
     md += utility_markdown(result)
-    return result, json_path, write_text_atomic(out / "utility.md", md)
+    return result, json_path, write_text(out / "utility.md", md)

@@ -1,4 +1,5 @@
-"""Reading generated samples written by ``qmedgen sample``: ``OUT/samples.npz`` and/or ``OUT/class_<k>/*.png``.
+"""Reading generated samples written by ``qmedgen sample``: ``OUT/samples.npz`` and/or ``OUT/class_<k>/*.png``
+(the writer is :func:`qmedgen.images.write_samples`), and the link from samples back to the run that made them.
 
 Bad input is reported precisely: which folder is empty, which file has a different size or channel count, where
 the npz and the class folders disagree.
@@ -6,6 +7,7 @@ the npz and the class folders disagree.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -124,17 +126,30 @@ def load_samples(path: Path) -> tuple[np.ndarray, np.ndarray, Path]:
     return images, labels, src
 
 
-def save_samples(out: Path, images: np.ndarray, labels: np.ndarray, pngs: bool = True) -> Path:
-    """Write the ``qmedgen sample`` format (used by tests and fake trainers): samples.npz + class_<k>/<i>.png."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "samples.npz", images=images, labels=labels)
-    if pngs:
-        counters: dict[int, int] = {}
-        for img, y in zip(images, labels):
-            i = counters.get(int(y), 0)
-            counters[int(y)] = i + 1
-            d = out / f"class_{int(y)}"
-            d.mkdir(exist_ok=True)
-            Image.fromarray(img[..., 0] if img.shape[-1] == 1 else img).save(d / f"{i}.png")
-    return out
+def run_info(samples_src: Path) -> dict | None:
+    """What the run behind a sample output trained on: ``{"run_dir", "dataset", "split", "indices", ...}``.
+
+    Follows ``sampling.json`` (written by ``qmedgen sample``) to the run directory and reads its ``indices.json``;
+    also accepts a run directory itself. None when there is no such record.
+    """
+    d = samples_src.parent if samples_src.is_file() else samples_src
+    for candidate in (d, d.parent):
+        if (candidate / "indices.json").is_file():
+            run_dir = candidate
+            break
+    else:
+        sj = d / "sampling.json"
+        if not sj.is_file():
+            return None
+        try:
+            run_dir = Path(json.loads(sj.read_text())["run_dir"])
+        except (ValueError, KeyError):
+            return None
+        if not (run_dir / "indices.json").is_file():
+            return None
+    try:
+        info = json.loads((run_dir / "indices.json").read_text())
+    except ValueError:
+        return None
+    info["run_dir"] = str(run_dir)
+    return info

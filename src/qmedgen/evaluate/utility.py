@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 
 from qmedgen.data.catalog import AUGMENT_OPS, label_preserving_ops
 from qmedgen.errors import ConfigError, DataError
-from qmedgen.evaluate.extractors import default_device, iter_batches
+from qmedgen.evaluate.features import default_device, iter_batches
 from qmedgen.evaluate.stats import paired_comparison, t_interval
 
 
@@ -459,31 +459,3 @@ def run_utility(real_train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarra
                          "n_test": len(test[0]), **cfg.extra}}
 
 
-def utility_markdown(result: dict) -> str:
-    """A markdown table: mean [95% CI] per arm and metric, then paired differences vs the baseline."""
-    names = result["metrics"]
-    lines = ["| arm | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-    for arm, s in result["summary"].items():
-        lines.append(f"| {arm} | " + " | ".join(_fmt_ci(s[k]) for k in names) + " |")
-    if result["comparisons"]:
-        lines += ["", f"Paired differences vs `{result['baseline']}` (mean [95% CI], paired t-test p / Wilcoxon p):",
-                  "", "| arm | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
-        for arm, comp in result["comparisons"].items():
-            cells = []
-            for k in names:
-                c = comp[k]
-                ci = (f" [{c['diff_ci_low']:+.4f}, {c['diff_ci_high']:+.4f}]" if math.isfinite(c["diff_ci_low"])
-                      else " (1 seed: no CI)")
-                cells.append(f"{c['diff_mean']:+.4f}{ci} p={_p(c['t_pvalue'])}/{_p(c['wilcoxon_pvalue'])}")
-            lines.append(f"| {arm} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _p(p: float) -> str:
-    return "n/a" if p is None or not math.isfinite(p) else f"{p:.3g}"
-
-
-def _fmt_ci(s: dict) -> str:
-    if not math.isfinite(s.get("ci_low", float("nan"))):
-        return f"{s['mean']:.4f}"
-    return f"{s['mean']:.4f} [{s['ci_low']:.4f}, {s['ci_high']:.4f}]"

@@ -13,10 +13,11 @@ from qmedgen.hardware.executors import (
     RecordingExecutor,
     RuntimeExecutor,
     ShotsExecutor,
+    make_executor,
     quantum_layers,
     use_executor,
 )
-from qmedgen.hardware.inference import export_circuits, generate, infer, make_executor, robustness
+from qmedgen.hardware.inference import export_circuits, generate, infer, robustness
 
 __all__ = [
     "AerExecutor",

@@ -14,6 +14,8 @@ expects ``[..., n]`` expectation values. :func:`use_executor` swaps it on every 
   account, in batch or session mode with resilience options; given a fake backend it runs in the runtime's local
   testing mode (offline), which is how it is tested.
 
+:func:`make_executor` builds the executor of an inference mode (``exact``, ``shots``, ``aer``, ``ibm``).
+
 Qiskit executors are forward-only (inference): their outputs carry no gradient.
 """
 
@@ -34,6 +36,9 @@ from qmedgen.hardware.backends import (
     circuit_stats,
     compact_circuit,
     compact_noise_model,
+    get_backend,
+    is_fake,
+    is_ibm,
     transpile_for,
 )
 from qmedgen.hardware.circuits import build_circuit, pauli_observables
@@ -417,20 +422,7 @@ class RecordingExecutor:
 
 def quantum_layers(model: nn.Module) -> list[nn.Module]:
     """Every circuit layer in ``model``: ``QuantumLayer`` instances (or modules with ``ansatz`` + ``executor``)."""
-    try:
-        from qmedgen.quantum import QuantumLayer
-    except ImportError:  # the engine's layer not available: duck-type
-        QuantumLayer = ()
-    found = []
-    for m in model.modules():
-        if QuantumLayer and isinstance(m, QuantumLayer) and not hasattr(m, "executor"):
-            raise ConfigError(
-                "this qmedgen.quantum.QuantumLayer has no 'executor' hook, so its circuits cannot be redirected; "
-                "update qmedgen (the hook is part of the engine API)"
-            )
-        if hasattr(m, "ansatz") and hasattr(m, "executor"):
-            found.append(m)
-    return found
+    return [m for m in model.modules() if hasattr(m, "ansatz") and hasattr(m, "executor")]
 
 
 @contextlib.contextmanager
@@ -458,3 +450,27 @@ def use_executor(model, executor: Executor | None) -> Iterator:
     finally:
         for layer, ex in zip(layers, old):
             layer.executor = ex
+
+
+MODES = ("exact", "shots", "aer", "ibm")
+
+
+def make_executor(mode: str, backend: str | None = None, shots: int = 1024, seed: int = 0, **options):
+    """The executor of an inference mode. ``aer`` needs a fake backend; ``ibm`` a real ``ibm_*`` backend (or a
+    fake one, which runs in the runtime's local testing mode). ``options`` go to the executor class."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown inference mode {mode!r}; expected one of {MODES}")
+    if mode == "exact":
+        return ExactExecutor()
+    if mode == "shots":
+        return ShotsExecutor(shots, seed)
+    if not backend:
+        hint = "fake_marrakesh" + (" or ibm_<device>" if mode == "ibm" else "")
+        raise ConfigError(f"mode {mode!r} needs --backend (e.g. {hint})")
+    if mode == "aer":
+        if not is_fake(backend):
+            raise ConfigError(f"mode 'aer' simulates a device model: use a fake_* backend, got {backend!r}")
+        return AerExecutor(get_backend(backend), shots=shots, seed=seed, **options)
+    if not (is_ibm(backend) or is_fake(backend)):
+        raise ConfigError(f"mode 'ibm' needs an ibm_<device> backend (or fake_* for local testing), got {backend!r}")
+    return RuntimeExecutor(get_backend(backend), shots=shots, seed=seed, **options)

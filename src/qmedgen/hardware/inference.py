@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -21,40 +21,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from qmedgen.errors import ConfigError
-from qmedgen.hardware.backends import circuit_stats, get_backend, is_fake, is_ibm, transpile_for
+from qmedgen.fileio import write_json
+from qmedgen.hardware.backends import circuit_stats, get_backend, transpile_for
 from qmedgen.hardware.circuits import build_circuit
-from qmedgen.hardware.executors import (
-    AerExecutor,
-    ExactExecutor,
-    RecordingExecutor,
-    RuntimeExecutor,
-    ShotsExecutor,
-    quantum_layers,
-    use_executor,
-)
-
-MODES = ("exact", "shots", "aer", "ibm")
-
-
-def make_executor(mode: str, backend: str | None = None, shots: int = 1024, seed: int = 0, **options):
-    """The executor of an inference mode. ``aer`` needs a fake backend; ``ibm`` a real ``ibm_*`` backend (or a
-    fake one, which runs in the runtime's local testing mode). ``options`` go to the executor class."""
-    if mode not in MODES:
-        raise ConfigError(f"unknown inference mode {mode!r}; expected one of {MODES}")
-    if mode == "exact":
-        return ExactExecutor()
-    if mode == "shots":
-        return ShotsExecutor(shots, seed)
-    if not backend:
-        hint = "fake_marrakesh" + (" or ibm_<device>" if mode == "ibm" else "")
-        raise ConfigError(f"mode {mode!r} needs --backend (e.g. {hint})")
-    if mode == "aer":
-        if not is_fake(backend):
-            raise ConfigError(f"mode 'aer' simulates a device model: use a fake_* backend, got {backend!r}")
-        return AerExecutor(get_backend(backend), shots=shots, seed=seed, **options)
-    if not (is_ibm(backend) or is_fake(backend)):
-        raise ConfigError(f"mode 'ibm' needs an ibm_<device> backend (or fake_* for local testing), got {backend!r}")
-    return RuntimeExecutor(get_backend(backend), shots=shots, seed=seed, **options)
+from qmedgen.hardware.executors import ExactExecutor, RecordingExecutor, make_executor, quantum_layers, use_executor
 
 
 def model_layers(model) -> list[torch.nn.Module]:
@@ -81,7 +51,6 @@ def _module_names(model) -> list[tuple[str, torch.nn.Module]]:
 def export_circuits(model, backend: str, out: str | Path, optimization_level: int = 3, seed: int = 0) -> dict:
     """Every trained circuit of ``model`` (one per sub-generator / layer, weights bound, inputs free) as QASM3,
     logical and transpiled for ``backend``, plus depth and two-qubit-gate statistics in ``export.json``."""
-    from qmedgen.analysis.plotting import write_json
     from qmedgen.hardware._qiskit import require
 
     qasm3 = require("qiskit.qasm3", "OpenQASM 3 export")
@@ -116,7 +85,7 @@ def export_circuits(model, backend: str, out: str | Path, optimization_level: in
     if not entries:
         raise ConfigError("the model has no trained circuits (no QuantumLayer) to export")
     summary = {"backend": backend, "optimization_level": optimization_level, "seed": seed, "circuits": entries}
-    write_json(summary, out / "export.json")
+    write_json(out / "export.json", summary)
     return summary
 
 
@@ -127,7 +96,7 @@ def generate(model, labels: torch.Tensor, executor=None, seed: int = 0, batch_si
     ``sample_opts`` go to ``model.sample`` (e.g. ``{"sampler": "ddim", "steps": 50}`` for a diffusion model, whose
     bottleneck circuits then run once per denoising step).
     """
-    from qmedgen.images import to_uint8
+    from qmedgen.images import to_pixels
 
     g = torch.Generator(device=model.device).manual_seed(seed)
     chunks = []
@@ -137,7 +106,7 @@ def generate(model, labels: torch.Tensor, executor=None, seed: int = 0, batch_si
         torch.manual_seed(seed)
         for start in tqdm(range(0, len(labels), batch_size), desc="inference", disable=not progress, leave=False):
             lab = labels[start : start + batch_size].to(model.device)
-            chunks.append(to_uint8(model.sample(lab, generator=g, **(sample_opts or {}))))
+            chunks.append(to_pixels(model.sample(lab, generator=g, **(sample_opts or {}))))
     return np.concatenate(chunks) if chunks else np.zeros((0, 1, 1, 1), dtype=np.uint8)
 
 
@@ -188,7 +157,6 @@ def infer(model, mode: str, out: str | Path, backend: str | None = None, shots: 
           sample_opts: dict | None = None, **options) -> dict:
     """Generate ``n_per_class`` images per class in one mode; writes samples (class folders + samples.npz) and
     ``inference.json`` (timing, jobs, circuit stats, expectation-value errors vs exact)."""
-    from qmedgen.analysis.plotting import write_json
     from qmedgen.images import write_samples
 
     executor = make_executor(mode, backend, shots, seed, **options)
@@ -206,7 +174,7 @@ def infer(model, mode: str, out: str | Path, backend: str | None = None, shots: 
     info.update(_executor_info(executor, model))
     if hasattr(executor, "close"):
         executor.close()
-    write_json(info, out / "inference.json")
+    write_json(out / "inference.json", info)
     return info
 
 
@@ -230,10 +198,8 @@ def robustness(model, out: str | Path, backends: Sequence[str] = ("fake_marrakes
     Rows: ``shots`` on our simulator (shot noise only, device "ideal") and ``aer`` per fake backend (shot + device
     noise). Columns: pixel MSE / PSNR / SSIM vs the exact images, expectation-value MAE / RMSE / max error vs the
     exact values of the same circuit inputs, wall time, and KID(mode images, exact images) when ``kid_extractor``
-    (e.g. ``domain:retinamnist``) is given and the evaluation module is available.
+    (e.g. ``domain:retinamnist``) is given.
     """
-    from qmedgen.analysis.plotting import write_json
-
     out = Path(out)
     shots = [int(s) for s in shots]
     labels = class_labels(model, n_per_class)
@@ -260,18 +226,17 @@ def robustness(model, out: str | Path, backends: Sequence[str] = ("fake_marrakes
     _save_grid(exact, labels, out / "grid_exact.png")
     result = {"n_images": len(labels), "seed": seed, "exact_seconds": exact_seconds, "rows": rows,
               "kid_extractor": kid_extractor}
-    write_json(result, out / "robustness.json")
+    write_json(out / "robustness.json", result)
     (out / "robustness.md").write_text(robustness_table(rows))
     plot_robustness(rows, out)
     return result
 
 
-def _kid_function(spec: str, exact: np.ndarray, model):
-    try:
-        from qmedgen.evaluate.extractors import extract_features, load_extractor
-        from qmedgen.evaluate.metrics import kid
-    except ImportError:
-        return None
+def _kid_function(spec: str, exact: np.ndarray, model) -> Callable[[np.ndarray], float]:
+    from qmedgen.evaluate.extractors import load_extractor
+    from qmedgen.evaluate.features import extract_features
+    from qmedgen.evaluate.metrics import kid
+
     extractor = load_extractor(spec, size=int(model.spec.size))
     ref = extract_features(extractor, exact, progress=False)
 

@@ -1,6 +1,9 @@
 """Channel gates for the diffusion U-Net bottleneck: the paper's quantum gate and its two classical counterparts.
 
-``gate="quantum"`` (arXiv 2504.00034): global-average-pool the ``[B, C, h, w]`` bottleneck to ``[B, C]``,
+The gate is described by one :class:`GateSpec` (kind, n_qubits, depth, activation, residual, shots), which
+:func:`make_gate` and both U-Nets take.
+
+``kind="quantum"`` (arXiv 2504.00034): global-average-pool the ``[B, C, h, w]`` bottleneck to ``[B, C]``,
 ``Linear(C -> n_qubits)`` gives the RY encoding angles of a variational circuit (RY(x_i) encoding, ``depth`` layers
 of [RZ(w), RY(w) on every qubit, CNOT ladder i -> i+1], read <Z_i>), ``Linear(n_qubits -> C)`` maps the
 expectation values to one logit per channel, and the logits gate the bottleneck channel-wise. Unlike the public
@@ -9,7 +12,7 @@ moves <Z>) and nothing is detached: gradients reach the input projection, the ci
 The circuit is a :class:`qmedgen.quantum.QuantumLayer` (weights initialised U[0, 1), as in the public code), so the
 hardware code can swap its executor or attach a noise model, and ``shots`` gives shot noise on the readout.
 
-``gate="none"`` is the paper's classical counterpart (no gate at all). ``gate="matched-se"`` is a
+``kind="none"`` is the paper's classical counterpart (no gate at all). ``kind="matched-se"`` is a
 squeeze-and-excitation gate, ``Linear(C -> h) -> SiLU -> Linear(h -> C)``, whose hidden width ``h`` is chosen so that
 its parameter count is the nearest possible to the quantum gate's (:func:`matched_hidden_width`); it isolates
 "a small trainable gate" from "a quantum gate".
@@ -26,6 +29,7 @@ identity and passes the circuit the largest gradients.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -35,6 +39,26 @@ from qmedgen.quantum import Ansatz, QuantumLayer
 
 GATES = ("quantum", "none", "matched-se")
 ACTIVATIONS = ("tanh", "sigmoid")
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """The bottleneck gate options: which gate (``kind``), its circuit size, activation, residual form and shots.
+
+    ``n_qubits`` and ``depth`` size the quantum circuit (and the matched SE gate's hidden width); ``shots`` is the
+    quantum gate's readout shot noise (None = exact expectation values). Values are checked by :func:`make_gate`.
+    """
+
+    kind: str = "none"
+    n_qubits: int = 16
+    depth: int = 3
+    activation: str = "tanh"
+    residual: bool = False
+    shots: int | None = None
+
+
+NO_GATE = GateSpec()
+QUANTUM_GATE = GateSpec(kind="quantum")
 
 
 def bottleneck_ansatz(n_qubits: int, depth: int) -> Ansatz:
@@ -63,21 +87,14 @@ class _Gate(nn.Module):
 class QuantumGate(_Gate):
     """pool -> Linear(C -> n) -> VQC -> Linear(n -> C) -> channel gate (the paper's quantum bottleneck)."""
 
-    def __init__(
-        self,
-        channels: int,
-        n_qubits: int = 16,
-        depth: int = 3,
-        activation: str = "tanh",
-        residual: bool = False,
-        shots: int | None = None,
-    ) -> None:
-        super().__init__(activation, residual)
-        self.ansatz = bottleneck_ansatz(n_qubits, depth)
-        self.proj_in = nn.Linear(channels, n_qubits)
+    def __init__(self, channels: int, spec: GateSpec = QUANTUM_GATE) -> None:
+        """``spec`` gives n_qubits, depth, activation, residual and shots (its ``kind`` is not read)."""
+        super().__init__(spec.activation, spec.residual)
+        self.ansatz = bottleneck_ansatz(spec.n_qubits, spec.depth)
+        self.proj_in = nn.Linear(channels, spec.n_qubits)
         # The engine's layer; qmedgen.hardware swaps its ``executor`` (or sets ``noise``) for noisy inference.
-        self.circuit = QuantumLayer(self.ansatz, init="uniform", shots=shots)
-        self.proj_out = nn.Linear(n_qubits, channels)
+        self.circuit = QuantumLayer(self.ansatz, init="uniform", shots=spec.shots)
+        self.proj_out = nn.Linear(spec.n_qubits, channels)
 
     @property
     def circuit_weights(self) -> nn.Parameter:
@@ -129,22 +146,19 @@ def matched_hidden_width(channels: int, n_qubits: int, depth: int) -> int:
     return min(candidates, key=lambda h: abs(2 * channels * h + h + channels - target))
 
 
-def make_gate(
-    kind: str,
-    channels: int,
-    n_qubits: int = 16,
-    depth: int = 3,
-    activation: str = "tanh",
-    residual: bool = False,
-    shots: int | None = None,
-) -> nn.Module | None:
-    """Build the bottleneck gate ``kind`` (``"quantum"``, ``"none"`` -> None, ``"matched-se"``)."""
-    if kind not in GATES:
-        raise ConfigError(f"model.gate must be one of {GATES}, got {kind!r}")
-    if kind == "none":
+def make_gate(spec: GateSpec, channels: int) -> nn.Module | None:
+    """Build the bottleneck gate ``spec.kind`` (``"quantum"``, ``"none"`` -> None, ``"matched-se"``)."""
+    if not isinstance(spec, GateSpec):
+        raise TypeError(f"the bottleneck gate must be a GateSpec, got {type(spec).__name__}: {spec!r}")
+    if spec.kind not in GATES:
+        raise ConfigError(f"model.gate must be one of {GATES}, got {spec.kind!r}")
+    if spec.kind == "none":
         return None
-    if n_qubits < 1 or depth < 0:
-        raise ConfigError(f"model.n_qubits must be >= 1 and model.depth >= 0, got {n_qubits} and {depth}")
-    if kind == "quantum":
-        return QuantumGate(channels, n_qubits, depth, activation, residual, shots)
-    return SEGate(channels, matched_hidden_width(channels, n_qubits, depth), activation, residual)
+    if spec.n_qubits < 1 or spec.depth < 0:
+        raise ConfigError(
+            f"model.n_qubits must be >= 1 and model.depth >= 0, got {spec.n_qubits} and {spec.depth}"
+        )
+    if spec.kind == "quantum":
+        return QuantumGate(channels, spec)
+    hidden = matched_hidden_width(channels, spec.n_qubits, spec.depth)
+    return SEGate(channels, hidden, spec.activation, spec.residual)

@@ -82,14 +82,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from qmedgen.config import option
+from qmedgen.data.catalog import GENERATED_SIZES
 from qmedgen.errors import ConfigError
 from qmedgen.models.mediqgan_quantum import MatchedMLP, make_quantum_layer, subgenerator_sites
 from qmedgen.models.prototypes import PrototypeBank
 
-IMAGE_SIZES = (28, 32, 64, 128)
-# resolution of the fused map, and the default decoder widths per number of upsampling stages
+# resolution of the fused map per image size (GENERATED_SIZES), and the default decoder widths per number of
+# upsampling stages
 _BASE = {28: 7, 32: 8, 64: 8, 128: 8}
 _DEFAULT_WIDTHS = {2: (128, 64), 3: (128, 96, 64), 4: (128, 96, 64, 32)}
+# the optimiser group of each top-level submodule (see MediQGANGenerator.param_groups), in the groups' order
+PARAM_GROUPS: dict[str, tuple[str, ...]] = {
+    "encoder": ("label_embed", "label_norm", "encoder_fc", "encoder", "to_classical", "classical_conv",
+                "to_quantum", "align"),
+    "quantum": ("quantum_layer",),
+    "matched_mlp": ("matched_mlp",),
+    "prototypes": ("prototypes",),
+    "decoder": ("quantum_proj", "decoder", "skips"),
+}
 
 
 @dataclass
@@ -378,8 +388,14 @@ class PrototypeSkips(nn.Module):
         return self.to_map(code).view(code.shape[0], self.map_channels, 4, 4)
 
     def inject(self, layout: torch.Tensor, stage: int, h: torch.Tensor) -> torch.Tensor:
-        m = F.interpolate(layout, size=h.shape[-2:], mode="bilinear", align_corners=False)
-        return torch.addcmul(h, self.scales[stage].to(h.dtype), self.proj[stage](m).to(h.dtype))  # one pass
+        # the 1x1 projection commutes with bilinear upsampling (per-pixel linear map; interpolation weights sum to
+        # 1, so the bias passes through): projecting at 4x4 and then upsampling is the same function without a
+        # full-resolution 16 -> C conv (~25 % of a stage's injection cost at 64 px)
+        m = self.proj[stage](layout).to(h.dtype)
+        if h.is_contiguous(memory_format=torch.channels_last) and not h.is_contiguous():
+            m = m.contiguous(memory_format=torch.channels_last)  # the add then runs in h's layout
+        m = F.interpolate(m, size=h.shape[-2:], mode="bilinear", align_corners=False)
+        return torch.addcmul(h, self.scales[stage].to(h.dtype), m)  # one pass
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -398,8 +414,8 @@ class MediQGANGenerator(nn.Module):
         prototype_init: torch.Tensor | None = None,
     ) -> None:
         super().__init__()
-        if image_size not in IMAGE_SIZES:
-            raise ConfigError(f"MediQ-GAN image size must be one of {IMAGE_SIZES}, got {image_size}")
+        if image_size not in GENERATED_SIZES:
+            raise ConfigError(f"MediQ-GAN image size must be one of {GENERATED_SIZES}, got {image_size}")
         if channels not in (1, 3):
             raise ConfigError(f"MediQ-GAN images have 1 or 3 channels, got {channels}")
         if n_classes < 1:
@@ -497,22 +513,18 @@ class MediQGANGenerator(nn.Module):
         return {"circuit_equivalent": target, "actual": actual}
 
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
-        """Parameters by optimiser group: encoder, quantum (circuits), matched_mlp, prototypes, decoder."""
-        groups: dict[str, list[nn.Parameter]] = {
-            "encoder": [], "quantum": [], "matched_mlp": [], "prototypes": [], "decoder": []
-        }
+        """Parameters by optimiser group: encoder, quantum (circuits), matched_mlp, prototypes, decoder.
+
+        Routed by :data:`PARAM_GROUPS`; a submodule missing there is an error, so that a new one cannot silently
+        train with another group's learning rate."""
+        route = {head: group for group, heads in PARAM_GROUPS.items() for head in heads}
+        groups: dict[str, list[nn.Parameter]] = {group: [] for group in PARAM_GROUPS}
         for name, p in self.named_parameters():
             head = name.split(".")[0]
-            if head == "quantum_layer":
-                groups["quantum"].append(p)
-            elif head == "matched_mlp":
-                groups["matched_mlp"].append(p)
-            elif head == "prototypes":
-                groups["prototypes"].append(p)
-            elif head in {"decoder", "skips", "quantum_proj"}:
-                groups["decoder"].append(p)
-            else:
-                groups["encoder"].append(p)
+            if head not in route:
+                raise RuntimeError(f"MediQGANGenerator parameter {name!r}: no optimiser group routes submodule "
+                                   f"{head!r}; add it to qmedgen.models.mediqgan.PARAM_GROUPS")
+            groups[route[head]].append(p)
         return groups
 
     # ---- latent ---------------------------------------------------------------------------------------------
@@ -522,20 +534,25 @@ class MediQGANGenerator(nn.Module):
     ) -> torch.Tensor:
         """Latent codes for labels ``y`` (differentiable in the prototypes when they are on).
 
-        ``eps`` supplies the raw noise instead of drawing it (standard normal for prototypes / ``normal``,
-        U[0, 1) for ``bounded-uniform``): data-parallel trainers draw it as their slice of a global batch.
+        ``eps`` supplies the raw noise (of :attr:`noise_kind`) instead of drawing it: data-parallel trainers draw
+        it as their slice of a global batch.
         """
         shape = (y.shape[0], self.cfg.latent_dim)
         device, dtype = self.noise_bound.device, self.noise_bound.dtype
-        uniform = self.prototypes is None and self.cfg.latent_noise == "bounded-uniform"
         if eps is None:
-            draw = torch.rand if uniform else torch.randn
+            draw = torch.rand if self.noise_kind == "uniform" else torch.randn
             eps = draw(shape, generator=generator, device=device, dtype=dtype)
         elif tuple(eps.shape) != shape:
             raise ValueError(f"eps must have shape {shape}, got {tuple(eps.shape)}")
         if self.prototypes is not None:
             return self.prototypes.mu(y) + self.prototypes.sigma(y).unsqueeze(-1) * eps
         return eps if self.cfg.latent_noise == "normal" else eps * self.noise_bound
+
+    @property
+    def noise_kind(self) -> str:
+        """The raw noise ``eps`` of :meth:`sample_latent`: ``"uniform"`` (U[0, 1), ``bounded-uniform`` without
+        prototypes) or ``"normal"`` (standard normal)."""
+        return "uniform" if self.prototypes is None and self.cfg.latent_noise == "bounded-uniform" else "normal"
 
     @property
     def uses_noise_bound(self) -> bool:

@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from qmedgen.errors import ConfigError, DataError, ResourceError, UserError
+from qmedgen.errors import ConfigError, DataError, UserError
+from qmedgen.fileio import atomic_path
 
 Extractor = Callable[[torch.Tensor], torch.Tensor]
 
@@ -174,14 +175,9 @@ def resolve_extractor(spec: str, device: torch.device | str | None = None) -> Ex
     ``spec``: ``"inception"`` (2048-d FID Inception), ``"domain:<dataset>"`` or a TorchScript file path; images are
     quantised to uint8 first, exactly as the metrics do, so prototypes and evaluation see the same inputs.
     """
-    try:
-        from qmedgen.evaluate.extractors import load_extractor, to_uint8
-    except ImportError as exc:
-        raise ResourceError(
-            f"feature extractor {spec!r} is unavailable: the metrics stack (qmedgen.evaluate.extractors) cannot be "
-            f"imported ({exc}). Use a saved prototype file (model.prototypes.init=file) or set "
-            "model.prototypes.init=random"
-        ) from exc
+    from qmedgen.evaluate.extractors import load_extractor
+    from qmedgen.images import to_uint8
+
     try:
         extractor = load_extractor(spec, device, progress=False)
     except UserError as exc:
@@ -204,12 +200,10 @@ def save_prototypes(path: str | Path, prototypes: torch.Tensor, metadata: dict[s
     path = Path(path)
     if path.suffix != ".safetensors":
         raise ConfigError(f"prototype files use the .safetensors extension, got {path.name}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     meta = {k: str(v) for k, v in (metadata or {}).items()}
     meta["n_classes"], meta["dim"] = str(prototypes.shape[0]), str(prototypes.shape[1])
-    save_file({PROTOTYPE_KEY: prototypes.detach().float().cpu().contiguous()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file({PROTOTYPE_KEY: prototypes.detach().float().cpu().contiguous()}, str(tmp), metadata=meta)
     return path
 
 

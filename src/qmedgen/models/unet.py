@@ -1,9 +1,10 @@
 """Noise-prediction U-Nets for diffusion: the paper's lightweight U-Net and a stronger configurable one.
 
 Both map ``(x_t [B, C, H, W], t [B], y [B] | None) -> eps [B, C, H, W]`` and carry an optional bottleneck gate
-(:mod:`qmedgen.models.bottleneck`). Class conditioning adds a learned label embedding to the time embedding;
-label index ``n_classes`` is the "no label" token used for classifier-free guidance (labels are dropped to it during
-training, and the sampler mixes conditional and unconditional predictions).
+(:mod:`qmedgen.models.bottleneck`), given as one :class:`~qmedgen.models.bottleneck.GateSpec` (``gate=``). Class
+conditioning adds a learned label embedding to the time embedding; label index ``n_classes`` is the "no label" token
+used for classifier-free guidance (labels are dropped to it during training, and the sampler mixes conditional and
+unconditional predictions).
 
 :class:`LightUNet` follows the architecture of arXiv 2504.00034 (public code, 28x28): conv C->32, conv 32->64
 stride 2, conv 64->128 stride 2, a residual block at 128, transposed convs back up, one skip from the first level, an
@@ -24,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from qmedgen.errors import ConfigError
-from qmedgen.models.bottleneck import QuantumGate, make_gate
+from qmedgen.models.bottleneck import NO_GATE, GateSpec, QuantumGate, make_gate
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
@@ -87,12 +88,7 @@ class LightUNet(_GatedMixin, nn.Module):
         in_channels: int = 1,
         image_size: int = 28,
         n_classes: int = 0,
-        gate: str = "none",
-        n_qubits: int = 16,
-        depth: int = 3,
-        gate_activation: str = "tanh",
-        gate_residual: bool = False,
-        bottleneck_shots: int | None = None,
+        gate: GateSpec = NO_GATE,
         time_dim: int = 128,
     ) -> None:
         super().__init__()
@@ -104,7 +100,7 @@ class LightUNet(_GatedMixin, nn.Module):
         self.time_proj = nn.Linear(time_dim, 128)
         self.label_emb = nn.Embedding(n_classes + 1, 128) if n_classes else None
         self.mid = _ResBlock(128)
-        self.gate = make_gate(gate, 128, n_qubits, depth, gate_activation, gate_residual, bottleneck_shots)
+        self.gate = make_gate(gate, 128)
         self.up1 = nn.ConvTranspose2d(128, 64, 2, stride=2)
         self.up2 = nn.ConvTranspose2d(64, 32, 2, stride=2)
         self.conv_out = nn.Conv2d(64, in_channels, 3, padding=1)
@@ -179,12 +175,7 @@ class UNet(_GatedMixin, nn.Module):
         num_res_blocks: int = 2,
         attention_resolutions: Sequence[int] = (7,),
         dropout: float = 0.0,
-        gate: str = "none",
-        n_qubits: int = 16,
-        depth: int = 3,
-        gate_activation: str = "tanh",
-        gate_residual: bool = False,
-        bottleneck_shots: int | None = None,
+        gate: GateSpec = NO_GATE,
     ) -> None:
         super().__init__()
         mults = tuple(channel_mults)
@@ -220,7 +211,7 @@ class UNet(_GatedMixin, nn.Module):
         self.mid1 = _TimeResBlock(ch, ch, emb_dim, dropout)
         self.mid_attn = _Attention(ch) if attn_at else None
         self.mid2 = _TimeResBlock(ch, ch, emb_dim, dropout)
-        self.gate = make_gate(gate, ch, n_qubits, depth, gate_activation, gate_residual, bottleneck_shots)
+        self.gate = make_gate(gate, ch)
 
         self.up = nn.ModuleList()
         for level, mult in reversed(list(enumerate(mults))):

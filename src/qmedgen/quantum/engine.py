@@ -42,7 +42,9 @@ When every block's input state fits in :data:`STORE_MAX_BYTES` (and a quarter of
 keeps them instead, and the backward reads psi_before rather than un-applying the block: one batched matmul less
 per block (the diffusion circuit at batch 64 and MediQ-GAN's training batches; 0.36 -> 0.26 s and 0.38 -> 0.29 s
 measured). The state buffers come from :mod:`qmedgen.quantum.workspace`, which keeps them between calls: a fresh
-100 MB CPU tensor costs more in page faults than the matmul that fills it.
+100 MB CPU tensor costs more in page faults than the matmul that fills it. The forward and the backward hold them
+in a :class:`~qmedgen.quantum.workspace.Lease`, so every buffer goes back exactly once, also when an error
+interrupts them.
 
 Higher-order: a second backward through the same graph recomputes the final state (the first one recycles it);
 ``create_graph=True`` (double backward, e.g. Jacobian-vector products as derivatives of vjps) recomputes the
@@ -58,6 +60,7 @@ the matmuls; compilation would add seconds of warm-up per shape and a fragile de
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 from dataclasses import dataclass
 
@@ -80,6 +83,19 @@ def block_sizes(n: int, k: int = BLOCK_QUBITS) -> tuple[int, ...]:
     return tuple(base + 1 if i < extra else base for i in range(m))
 
 
+class Mode(enum.Enum):
+    """How the state vector is held (see the module docstring, "Real arithmetic")."""
+
+    REAL = "real"  # every gate and the initial state are real: one real state per circuit
+    STACKED = "stacked"  # complex initial state, real gates after it: re and im parts as a real batch of 2x rows
+    COMPLEX = "complex"  # some gate after the initial state is complex: torch's complex GEMMs
+
+    @property
+    def complex_state(self) -> bool:
+        """Whether the state has an imaginary part (stored stacked or as complex numbers)."""
+        return self is not Mode.REAL
+
+
 @dataclass(frozen=True)
 class Plan:
     """The static structure of one simulation (shapes only, no tensors)."""
@@ -89,9 +105,13 @@ class Plan:
     entangler: str  # "cz-chain" | "cnot-chain" | "cnot-ring" | "none"
     n_layers: int  # segments of block matmuls after the initial state (see _initial_state)
     trailing: bool  # an entangler after the last segment
-    mode: str  # "real" | "stacked" | "complex"
+    mode: Mode  # a Mode; its string value ("real" | "stacked" | "complex") is accepted and converted
     batch: int  # flattened number of circuits
     return_probs: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.mode, Mode):
+            object.__setattr__(self, "mode", Mode(self.mode))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -217,9 +237,9 @@ def apply_entangler(x: torch.Tensor, plan: Plan, buf: torch.Tensor | None = None
 
 def probabilities_from_state(x: torch.Tensor, plan: Plan) -> torch.Tensor:
     """``[B, 2**n]`` outcome probabilities of the final (measurement-basis) state."""
-    if plan.mode == "complex":  # |x|^2 = re^2 + im^2 from strided views (abs() would take a square root)
+    if plan.mode is Mode.COMPLEX:  # |x|^2 = re^2 + im^2 from strided views (abs() would take a square root)
         return x.real.square().addcmul_(x.imag, x.imag)
-    if plan.mode == "stacked":
+    if plan.mode is Mode.STACKED:
         b = plan.batch
         return x[:b].square().addcmul_(x[b:], x[b:])  # no full-size temporary
     return x.square()
@@ -242,7 +262,7 @@ def adjoint_seed(x: torch.Tensor, g: torch.Tensor, plan: Plan, out: torch.Tensor
     a, b = split_wires(n)
     real = g.dtype
     dt = z_signs(b, real, g.device) @ g[:, a:].T  # [2**b, B]
-    if plan.mode == "stacked":
+    if plan.mode is Mode.STACKED:
         g2 = torch.cat([g, g])
         dt = torch.cat([dt, dt], dim=1)
     else:
@@ -253,7 +273,7 @@ def adjoint_seed(x: torch.Tensor, g: torch.Tensor, plan: Plan, out: torch.Tensor
     if a:
         dtop = g2[:, :a] @ z_signs(a, real, g.device).T  # [Bt, 2**a]
         ov.addcmul_(xv, dtop.unsqueeze(-1).to(x.dtype))
-    if plan.mode == "complex":
+    if plan.mode is Mode.COMPLEX:
         out.conj_physical_()  # the backward tracks conj(lambda): see AdjointExpval.backward
     return out
 
@@ -345,9 +365,9 @@ def _initial_state(plan: Plan, sites, buffered: bool = True) -> torch.Tensor:
     head, last = _contract_head(sites, b)
     if not buffered:
         psi = (head @ last).flatten(1)
-        return torch.cat([psi.real, psi.imag]) if plan.mode == "stacked" else psi
+        return torch.cat([psi.real, psi.imag]) if plan.mode is Mode.STACKED else psi
     bond, d1, d2 = last.shape[1], head.shape[1], last.shape[2]
-    if plan.mode == "stacked":
+    if plan.mode is Mode.STACKED:
         out = workspace.take((2 * b, size), head.real.dtype, head.device)
         o = out.view(2, b, d1, d2)
         hr, hi, lr, li = head.real, head.imag, last.real, last.imag
@@ -375,7 +395,7 @@ def _block_matrices(plan: Plan, mats) -> list[list[torch.Tensor]]:
         blocks = []
         for m in layer:
             m = m.expand(plan.batch, *m.shape[-2:])
-            if plan.mode == "stacked":
+            if plan.mode is Mode.STACKED:
                 m = torch.cat([m, m])
             blocks.append(m.contiguous())
         layers.append(blocks)
@@ -387,23 +407,30 @@ def forward_state(plan: Plan, sites, mats, buffered: bool, store: list | None = 
     Function). ``store`` (a list, with ``buffered``) receives, per layer, the state before each block: the
     backward then reads them instead of un-applying every block from the final state."""
     x, layers = _initial_state(plan, sites, buffered), _block_matrices(plan, mats)
-    buffered = buffered and bool(layers or plan.entangler.startswith("cnot"))
-    buf = workspace.take(x.shape, x.dtype, x.device) if buffered else None  # None: plain autograd-friendly ops
-    for blocks in layers:
-        x, buf = apply_entangler(x, plan, buf)
-        if store is None:
-            x, buf = apply_blocks(x, blocks, buf)
-            continue
-        inputs = []
-        for m in blocks:  # every block writes a fresh buffer: its input is kept for the backward
-            inputs.append(x)
-            x, buf = apply_blocks(x, [m], buf)
-            buf = workspace.take(x.shape, x.dtype, x.device)
-        store.append(inputs)
-    if plan.trailing:
-        x, buf = apply_entangler(x, plan, buf)
-    workspace.give(buf)
-    return x
+    if not (buffered and (layers or plan.entangler.startswith("cnot"))):  # plain autograd-friendly ops
+        for blocks in layers:
+            x, _ = apply_entangler(x, plan)
+            x, _ = apply_blocks(x, blocks)
+        if plan.trailing:
+            x, _ = apply_entangler(x, plan)
+        return x
+    with workspace.Lease() as lease:  # x and a spare ping-pong; what is handed out is kept, the rest goes back
+        lease.adopt(x)
+        buf = lease.take(x.shape, x.dtype, x.device)
+        for blocks in layers:
+            x, buf = apply_entangler(x, plan, buf)
+            if store is None:
+                x, buf = apply_blocks(x, blocks, buf)
+                continue
+            inputs = []
+            for m in blocks:  # every block writes a fresh buffer: its input is kept for the backward
+                inputs.append(lease.keep(x))
+                x, buf = apply_blocks(x, [m], buf)
+                buf = lease.take(x.shape, x.dtype, x.device)
+            store.append(inputs)
+        if plan.trailing:
+            x, buf = apply_entangler(x, plan, buf)
+        return lease.keep(x)
 
 
 def store_fits(plan: Plan, like: torch.Tensor) -> bool:
@@ -412,7 +439,7 @@ def store_fits(plan: Plan, like: torch.Tensor) -> bool:
     from qmedgen.quantum.memory import available_bytes
 
     n_states = plan.n_layers * len(plan.blocks)
-    amps = plan.batch * (2 if plan.mode == "stacked" else 1) * 2**plan.n
+    amps = plan.batch * (2 if plan.mode is Mode.STACKED else 1) * 2**plan.n
     need = n_states * amps * like.real.element_size()
     if n_states == 0 or need > STORE_MAX_BYTES:
         return False
@@ -426,8 +453,8 @@ def chunk_spans(plan: Plan, like: torch.Tensor) -> list[tuple[int, int]]:
     streaming the whole batch from memory once per block (see :data:`CHUNK_BYTES`). One span on other devices."""
     if like.device.type != "cpu" or plan.batch == 0:
         return [(0, plan.batch)]
-    rows = 2 if plan.mode == "stacked" else 1
-    itemsize = 2 * like.real.element_size() if plan.mode == "complex" else like.real.element_size()
+    rows = 2 if plan.mode is Mode.STACKED else 1
+    itemsize = 2 * like.real.element_size() if plan.mode is Mode.COMPLEX else like.real.element_size()
     step = max(1, CHUNK_BYTES * torch.get_num_threads() // (rows * 2**plan.n * itemsize))
     return [(s, min(s + step, plan.batch)) for s in range(0, plan.batch, step)]
 
@@ -530,72 +557,112 @@ class AdjointExpval(torch.autograd.Function):
         return (None, *out)
 
 
+class _PingPong:
+    """A state and a spare buffer of its shape: each step writes into the spare and swaps the two."""
+
+    __slots__ = ("spare", "x")
+
+    def __init__(self, x: torch.Tensor, spare: torch.Tensor) -> None:
+        self.x, self.spare = x, spare
+
+    def unapply_block(self, m: torch.Tensor, conjugate: bool = False) -> torch.Tensor:
+        self.x, self.spare = unapply_block(self.x, m, self.spare, conjugate=conjugate), self.x
+        return self.x
+
+    def undo_entangler(self, plan: Plan) -> None:
+        self.x, self.spare = apply_entangler(self.x, plan, self.spare, inverse=True)
+
+
+class _UnappliedInputs(_PingPong):
+    """psi before each block, un-applied block by block from the final state (the lean backward)."""
+
+    def before(self, j: int, i: int, m: torch.Tensor) -> torch.Tensor:
+        return self.unapply_block(m)
+
+    def done(self, t: torch.Tensor) -> None:
+        pass  # the next un-applied block overwrites it
+
+
+class _StoredInputs:
+    """psi before each block as the forward kept it (see :func:`store_fits`); each goes back once it is read."""
+
+    def __init__(self, stored: list[list[torch.Tensor | None]], lease: workspace.Lease) -> None:
+        self.stored, self.lease = stored, lease
+
+    def before(self, j: int, i: int, m: torch.Tensor) -> torch.Tensor:
+        t, self.stored[j][i] = self.stored[j][i], None
+        return t
+
+    def done(self, t: torch.Tensor) -> None:
+        self.lease.release(t)
+
+    def undo_entangler(self, plan: Plan) -> None:
+        pass  # the stored inputs already sit before their blocks
+
+
 def _backward_chunk(plan: Plan, sites, mats_in, phi, stored, g, need) -> list[torch.Tensor | None]:
-    """Per-circuit gradients of one chunk (initial-state sites, then block matrices halved), unreduced. ``phi`` is the
-    chunk's final state and ``stored`` its block inputs (or None); both go back to the workspace."""
+    """Per-circuit gradients of one chunk (initial-state sites, then block matrices halved), unreduced.
+
+    ``phi`` is the chunk's final state and ``stored`` its block inputs (or None): the backward owns them, and
+    every buffer it holds goes back to the workspace when it is done, on an error too. It walks the layers
+    backwards, un-applying lambda block by block, with psi before each block read from ``stored`` or un-applied
+    from ``phi``; it stops after the last layer that anything is still needed from.
+    """
     m = len(plan.blocks)
     need_site = any(need[:m])
     need_mat = [any(need[m + j * m : m + (j + 1) * m]) for j in range(plan.n_layers)]
     grads_mats: list[list[torch.Tensor | None]] = [[None] * m for _ in range(plan.n_layers)]
     layers = _block_matrices(plan, mats_in)
     g = g.to(phi.real.dtype if phi.is_complex() else phi.dtype)
-    lam = adjoint_seed(phi, g, plan, workspace.take(phi.shape, phi.dtype, phi.device))
-    spare_lam = workspace.take(phi.shape, phi.dtype, phi.device)
-    if stored is not None:  # block inputs kept by the forward: no un-applying of psi
-        workspace.give(phi)
-        phi = spare_phi = None
-    else:
-        spare_phi = workspace.take(phi.shape, phi.dtype, phi.device)
-    if plan.trailing:
-        if stored is None:
-            phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
-        lam, spare_lam = apply_entangler(lam, plan, spare_lam, inverse=True)
+    shape, dtype, device = phi.shape, phi.dtype, phi.device
     # Complex mode tracks mu = conj(lambda): then the block gradient conj(mu^T psi^T) and the site
     # gradient need no conjugated copy of a state-sized tensor (torch would materialise one for a conj view).
-    conj = plan.mode == "complex"
-    for j in range(plan.n_layers, 0, -1):
-        mat_earlier = any(need_mat[: j - 1])
-        if not (need_mat[j - 1] or mat_earlier or need_site):
-            break
-        blocks = layers[j - 1]
-        for i in range(m - 1, -1, -1):
-            mat = blocks[i]
-            if stored is not None:
-                phi = stored[j - 1][i]
-            elif need_mat[j - 1] or mat_earlier:  # psi before this block: for its gradient or earlier ones
-                phi, spare_phi = unapply_block(phi, mat, spare_phi), phi
-            if need_mat[j - 1]:
-                grads_mats[j - 1][i] = _block_grad(lam, phi, mat.shape[-1], plan)
-            if stored is not None:
-                stored[j - 1][i] = None
-                workspace.give(phi)
-            if (need_mat[j - 1] and i > 0) or mat_earlier or need_site:
-                lam, spare_lam = unapply_block(lam, mat, spare_lam, conjugate=conj), lam
-        if mat_earlier and stored is None:
-            phi, spare_phi = apply_entangler(phi, plan, spare_phi, inverse=True)
-        if mat_earlier or need_site:
-            lam, spare_lam = apply_entangler(lam, plan, spare_lam, inverse=True)
-    if stored is not None:  # layers the early exit skipped
-        workspace.give(*(t for layer in stored for t in layer))
-    else:
-        workspace.give(phi, spare_phi)
-    del phi, spare_phi, stored
-    grads_sites: list[torch.Tensor | None] = [None] * m
-    if need_site:
-        if plan.mode == "stacked":
-            b = plan.batch
-            lam0 = torch.complex(lam[:b], lam[b:])
-            workspace.give(lam)
-        else:
-            lam0 = lam
-        workspace.give(spare_lam)
-        del lam, spare_lam
-        grads_sites = _site_grads(lam0, sites, plan.batch, conjugated=conj)
-        if plan.mode != "stacked":
-            workspace.give(lam0)
-        del lam0
-    else:
-        workspace.give(lam, spare_lam)
+    conj = plan.mode is Mode.COMPLEX
+    with workspace.Lease() as lam_bufs:
+        with workspace.Lease() as psi_bufs:  # psi's buffers go back before the site gradients
+            psi_bufs.adopt(phi, *(t for layer in stored or () for t in layer))
+            lam = _PingPong(adjoint_seed(phi, g, plan, lam_bufs.take(shape, dtype, device)),
+                            lam_bufs.take(shape, dtype, device))
+            if stored is None:
+                psi: _UnappliedInputs | _StoredInputs = _UnappliedInputs(phi, psi_bufs.take(shape, dtype, device))
+            else:  # block inputs kept by the forward: no un-applying of psi
+                psi = _StoredInputs(stored, psi_bufs)
+                psi_bufs.release(phi)
+            del phi, stored
+            if plan.trailing:
+                psi.undo_entangler(plan)
+                lam.undo_entangler(plan)
+            for j in range(plan.n_layers - 1, -1, -1):
+                here, earlier = need_mat[j], any(need_mat[:j])  # block gradients wanted in / before this layer
+                if not (here or earlier or need_site):
+                    break
+                for i in range(m - 1, -1, -1):
+                    mat = layers[j][i]
+                    if here or earlier:  # psi before this block: for its gradient or earlier ones
+                        before = psi.before(j, i, mat)
+                        if here:
+                            grads_mats[j][i] = _block_grad(lam.x, before, mat.shape[-1], plan)
+                        psi.done(before)
+                        del before
+                    if (here and i > 0) or earlier or need_site:
+                        lam.unapply_block(mat, conjugate=conj)
+                if earlier:
+                    psi.undo_entangler(plan)
+                if earlier or need_site:
+                    lam.undo_entangler(plan)
+            del psi
+        grads_sites: list[torch.Tensor | None] = [None] * m
+        if need_site:
+            if plan.mode is Mode.STACKED:
+                b = plan.batch
+                lam0 = torch.complex(lam.x[:b], lam.x[b:])
+                lam_bufs.release(lam.x)
+            else:
+                lam0 = lam.x  # goes back when the lease ends
+            lam_bufs.release(lam.spare)
+            del lam
+            grads_sites = _site_grads(lam0, sites, plan.batch, conjugated=conj)
+            del lam0
     return [*grads_sites, *[gm for layer in grads_mats for gm in layer]]
 
 
@@ -621,9 +688,9 @@ def _block_grad(lam: torch.Tensor, phi: torch.Tensor, d: int, plan: Plan) -> tor
     lam_after = lam.view(bt, size // d, d)
     phi_before = phi.view(bt, d, size // d)
     gm = torch.matmul(lam_after.mT, phi_before.mT)
-    if plan.mode == "complex":  # lam holds conj(lambda): G = conj(mu^T psi^T)
+    if plan.mode is Mode.COMPLEX:  # lam holds conj(lambda): G = conj(mu^T psi^T)
         gm = gm.conj()
-    if plan.mode == "stacked":
+    if plan.mode is Mode.STACKED:
         gm = gm[: plan.batch] + gm[plan.batch :]
     return gm  # half the gradient: the caller doubles the sum over chunks once (a small op less per block)
 

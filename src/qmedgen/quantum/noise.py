@@ -30,7 +30,9 @@ import torch
 from qmedgen.errors import ConfigError, ResourceError
 from qmedgen.quantum import engine
 from qmedgen.quantum.ansatz import Ansatz
+from qmedgen.quantum.compiled import check_shots, compile_circuit, draw, run_exact, validate
 from qmedgen.quantum.gates import ENCODING_GATES, basis_change, complex_dtype, pauli_stack, rotation
+from qmedgen.quantum.memory import available_bytes
 
 METHODS = ("auto", "density", "trajectories")
 DENSITY_MAX_QUBITS = 10
@@ -139,9 +141,7 @@ def _density_probs(ansatz: Ansatz, x: torch.Tensor, w: torch.Tensor, p: float) -
 
 
 def _flat(ansatz: Ansatz, inputs: torch.Tensor, weights: torch.Tensor):
-    from qmedgen.quantum.simulator import _validate
-
-    batch, x, w = _validate(ansatz, inputs, weights)
+    batch, x, w = validate(ansatz, inputs, weights)
     nb = math.prod(batch)
     n = ansatz.n_qubits
     if ansatz.encoding == "none":
@@ -159,8 +159,6 @@ def _density_check(ansatz: Ansatz, nb: int, dtype: torch.dtype, device: torch.de
             f"{n}; use NoiseModel(method='trajectories')"
         )
     need = nb * 4**n * (16 if dtype == torch.float64 else 8) * 8
-    from qmedgen.quantum.memory import available_bytes
-
     avail = available_bytes(device)
     if avail is not None and need > avail:
         raise ResourceError(
@@ -198,16 +196,14 @@ def _pauli_errors(ansatz: Ansatz, batch, p: float, t: int, dtype, device, genera
 
 
 def _trajectory_run(ansatz, inputs, weights, noise: NoiseModel, generator, return_probs: bool):
-    from qmedgen.quantum.simulator import _exact, _Prepared, _validate
-
     p, t = float(noise.depolarizing), noise.trajectories
     if p == 0.0:  # readout errors only: one noiseless run (t = 1)
-        prep = _Prepared(ansatz, inputs, weights, extra_batch=(1,))
-        return prep.batch_shape[:-1], _exact(prep, return_probs=return_probs)
-    batch, _, w = _validate(ansatz, inputs, weights)
+        circuit = compile_circuit(ansatz, inputs, weights, extra_batch=(1,))
+        return circuit.batch_shape[:-1], run_exact(circuit, return_probs=return_probs)
+    batch, _, w = validate(ansatz, inputs, weights)
     errors = _pauli_errors(ansatz, batch, p, t, w.dtype, w.device, generator)
-    prep = _Prepared(ansatz, inputs, weights, errors=errors, extra_batch=(t,))
-    return batch, _exact(prep, return_probs=return_probs)
+    circuit = compile_circuit(ansatz, inputs, weights, errors=errors, extra_batch=(t,))
+    return batch, run_exact(circuit, return_probs=return_probs)
 
 
 def _final_depolarizing(ansatz: Ansatz, p: float) -> float:
@@ -221,11 +217,9 @@ def _final_depolarizing(ansatz: Ansatz, p: float) -> float:
 
 def noisy_expval(ansatz, inputs, weights, noise: NoiseModel, shots=None, generator=None) -> torch.Tensor:
     """Expectation values under ``noise`` (exact or trajectory-averaged), optionally shot-sampled."""
-    from qmedgen.quantum.simulator import _check_shots, _draw
-
     n = ansatz.n_qubits
     if shots is not None:
-        _check_shots(shots)
+        check_shots(shots)
     p = float(noise.depolarizing)
     probs = None
     if noise.resolve_method(n) == "density":
@@ -247,7 +241,7 @@ def noisy_expval(ansatz, inputs, weights, noise: NoiseModel, shots=None, generat
         final_flip = 2.0 * pf / 3.0
     exact = noise.apply_readout(exact)
     if shots is not None:
-        bits = _draw(probs, shots, n, generator)
+        bits = draw(probs, shots, n, generator)
         bits = _flip(_flip(bits, (final_flip, final_flip), generator), noise.readout, generator)
         estimate = (1.0 - 2.0 * bits.to(exact.dtype)).mean(dim=-2)
         exact = exact + (estimate - exact).detach()
@@ -256,8 +250,6 @@ def noisy_expval(ansatz, inputs, weights, noise: NoiseModel, shots=None, generat
 
 def noisy_sample(ansatz, inputs, weights, noise: NoiseModel, shots=1024, generator=None) -> torch.Tensor:
     """Bits ``[..., shots, n]`` under ``noise``: depolarised distribution, then readout flips."""
-    from qmedgen.quantum.simulator import _draw
-
     n, p = ansatz.n_qubits, float(noise.depolarizing)
     with torch.no_grad():
         if noise.resolve_method(n) == "density":
@@ -268,7 +260,7 @@ def noisy_sample(ansatz, inputs, weights, noise: NoiseModel, shots=1024, generat
             batch, (_, tp) = _trajectory_run(ansatz, inputs, weights, noise, generator, return_probs=True)
             probs = tp.view(-1, noise.trajectories if p > 0 else 1, 2**n).mean(1)
             final_flip = 2.0 * _final_depolarizing(ansatz, p) / 3.0
-        bits = _draw(probs, shots, n, generator)
+        bits = draw(probs, shots, n, generator)
         bits = _flip(_flip(bits, (final_flip, final_flip), generator), noise.readout, generator)
     return bits.reshape(*batch, shots, n)
 

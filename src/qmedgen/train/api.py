@@ -18,7 +18,7 @@ import torch
 from qmedgen.config import apply_overrides, from_dict, load_yaml
 from qmedgen.errors import ConfigError, UserError
 from qmedgen.fileio import read_json, write_json
-from qmedgen.images import to_uint8, write_samples
+from qmedgen.images import to_pixels, write_samples
 from qmedgen.train import checkpoint as ckpt
 from qmedgen.train.distributed import Dist, resolve_device
 from qmedgen.train.loop import DataSpec, Family, Trainer, iterate_labels, run_training
@@ -186,7 +186,7 @@ def sample(
     bar = tqdm(total=len(mine), disable=not (progress and dist.is_main), desc="sampling", unit="img")
     with torch.no_grad():
         for lab in iterate_labels(mine, batch_size):
-            chunks.append(torch.from_numpy(to_uint8(trainer.sample(lab.to(trainer.device), generator=g, **opts))))
+            chunks.append(torch.from_numpy(to_pixels(trainer.sample(lab.to(trainer.device), generator=g, **opts))))
             bar.update(len(lab))
     bar.close()
     images = torch.cat(chunks) if chunks else torch.empty(0, dtype=torch.uint8)

@@ -1,4 +1,5 @@
-"""``qmedgen train``, ``qmedgen sample`` and ``qmedgen runs`` (plus commands that model families add)."""
+"""``qmedgen train``, ``qmedgen sample``, ``qmedgen runs``, ``qmedgen prototypes`` (MediQ-GAN's prototype files),
+plus commands that model families add."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from qmedgen.config import describe, to_dict
-from qmedgen.errors import UserError
+from qmedgen.data.catalog import GENERATED_SIZES
+from qmedgen.errors import ConfigError, UserError
 from qmedgen.fileio import read_json
 from qmedgen.train import api
-from qmedgen.train.registry import FAMILIES, available_modules
+from qmedgen.train.registry import FAMILIES, family_modules
 from qmedgen.train.rundir import MetricsLog, list_runs
 
 # Shortcut flags -> dotted config keys (the same for every family).
@@ -52,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", help="dataset name (qmedgen data list) or folder:PATH")
     p.add_argument("--data-root", help="directory holding the dataset files")
     p.add_argument("--split", help="train | val | test | all")
-    p.add_argument("--size", type=int, help="image size (28, 32, 64, 128)")
+    p.add_argument("--size", type=int, help=f"image size ({', '.join(map(str, GENERATED_SIZES))})")
     p.add_argument("--classes", type=_classes, help="class ids to train on, e.g. 3 or 0,1,2")
     p.add_argument("--n-per-class", type=int, help="few-shot: images per class")
     p.add_argument("--n-train", type=int, help="few-shot: total training images (stratified)")
@@ -97,7 +99,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     rl.set_defaults(func=cmd_runs_list)
     r.set_defaults(func=lambda args: cmd_runs_list(argparse.Namespace(root="runs")))
 
-    for module in available_modules():
+    register_prototypes(sub)
+    for module in family_modules():  # commands a family adds (see qmedgen.train.registry)
         extra = getattr(module, "register_commands", None)
         if extra is not None:
             extra(sub)
@@ -201,4 +204,60 @@ def cmd_runs_list(args: argparse.Namespace) -> int:
         progress = f"{status.get('step', 0)}/{cfg.get('train', {}).get('steps', '?')}"
         print(f"{run.name:40s} {cfg.get('family', '?'):11s} {cfg.get('data', {}).get('name', '?'):24s} "
               f"{progress:>13s} {status.get('state', '?'):11s} {metrics}")
+    return 0
+
+
+def register_prototypes(sub: argparse._SubParsersAction) -> None:
+    """Adds ``qmedgen prototypes``: class-mean features of a dataset (subset) saved for model.prototypes.file."""
+    p = sub.add_parser(
+        "prototypes",
+        help="compute MediQ-GAN class prototypes (class-mean extractor features) and save them",
+        description="Compute per-class mean features of a local pretrained extractor over a dataset split or "
+        "few-shot subset, and save them as a .safetensors prototype file for model.prototypes.file "
+        "(with model.prototypes.init=file).",
+    )
+    p.add_argument("--data", required=True, help="dataset name (qmedgen data list) or folder:PATH")
+    p.add_argument("--data-root", help="directory holding the dataset files")
+    p.add_argument("--split", default="train", help="train | val | test | all (default train)")
+    p.add_argument("--size", type=int, default=64, help="image size the extractor sees (default 64)")
+    p.add_argument("--n-per-class", type=int, help="few-shot: images per class (as the training subset)")
+    p.add_argument("--n-train", type=int, help="few-shot: total images (as the training subset)")
+    p.add_argument("--subset-seed", type=int, default=0, help="seed of the few-shot draw (as data.subset_seed)")
+    p.add_argument("--extractor", default="inception", help="inception (default), domain:<dataset> or a .pt file")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument("--out", required=True, help="output file (.safetensors)")
+    p.set_defaults(func=cmd_prototypes)
+
+
+def cmd_prototypes(args: argparse.Namespace) -> int:
+    import torch
+
+    from qmedgen.config import from_dict
+    from qmedgen.models.prototypes import class_mean_features, resolve_extractor, save_prototypes
+    from qmedgen.train.distributed import Dist, resolve_device
+    from qmedgen.train.loop import load_training_data
+    from qmedgen.train.sections import DataConfig
+
+    if not str(args.out).endswith(".safetensors"):
+        raise ConfigError(f"--out must name a .safetensors file, got {args.out}")
+    data_cfg = from_dict(DataConfig, {
+        "name": args.data, "root": args.data_root, "split": args.split, "size": args.size,
+        "n_per_class": args.n_per_class, "n_total": args.n_train, "subset_seed": args.subset_seed,
+    }, path="data")
+    dist = Dist()
+    device = resolve_device(args.device, dist)
+    data = load_training_data(data_cfg, device, dist, seed=0)
+    extractor = resolve_extractor(args.extractor, device)
+    values = class_mean_features(extractor, data.images, data.labels.cpu(), data.spec.n_classes,
+                                 batch_size=args.batch_size, progress=True, allow_missing=True)
+    counts = torch.bincount(data.labels.cpu(), minlength=data.spec.n_classes).tolist()
+    path = save_prototypes(args.out, values, {
+        "dataset": args.data, "split": args.split, "size": args.size, "extractor": args.extractor,
+        "n_per_class": args.n_per_class, "n_total": args.n_train, "subset_seed": args.subset_seed,
+        "class_counts": counts,
+    })
+    print(f"prototypes {tuple(values.shape)} from {len(data.labels)} images (per class {counts}) -> {path}")
+    print(f"train with: --set model.prototypes.init=file --set model.prototypes.file={path} "
+          f"--set model.prototypes.dim={values.shape[1]}")
     return 0

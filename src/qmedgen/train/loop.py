@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 from qmedgen.config import to_dict
 from qmedgen.errors import ConfigError, UserError
 from qmedgen.fileio import read_json, write_json
-from qmedgen.images import save_class_grid, to_uint8
+from qmedgen.images import save_class_grid, to_pixels
 from qmedgen.train import checkpoint as ckpt
 from qmedgen.train.distributed import Dist, resolve_device
 from qmedgen.train.rundir import MetricsLog, create_run_dir, environment_info
@@ -298,7 +298,7 @@ def write_grid(trainer: Trainer, path: Path, per_class: int, seed: int = 1234) -
         torch.manual_seed(seed)
         g = torch.Generator(device=trainer.device).manual_seed(seed)
         images = trainer.sample(labels.to(trainer.device), generator=g)
-    return save_class_grid(to_uint8(images), labels.numpy(), list(trainer.spec.class_names), path)
+    return save_class_grid(to_pixels(images), labels.numpy(), list(trainer.spec.class_names), path)
 
 
 @dataclass

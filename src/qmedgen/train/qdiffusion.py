@@ -35,8 +35,6 @@ import torch
 
 from qmedgen.config import option
 from qmedgen.diffusion import (
-    ema_copy,
-    ema_update,
     loss_weights,
     make_noise,
     make_schedule,
@@ -48,9 +46,10 @@ from qmedgen.diffusion.noise import SOURCES, TRANSFORMS
 from qmedgen.diffusion.samplers import SAMPLERS
 from qmedgen.diffusion.schedules import SCHEDULES
 from qmedgen.errors import ConfigError
-from qmedgen.models.bottleneck import ACTIVATIONS, GATES
+from qmedgen.models.bottleneck import ACTIVATIONS, GATES, GateSpec
 from qmedgen.models.unet import LightUNet, UNet
 from qmedgen.train import loop
+from qmedgen.train.ema import ema_copy, ema_update
 from qmedgen.train.sections import DataConfig, TrainConfig
 
 
@@ -135,16 +134,16 @@ class Config:
 def build_model(cfg: ModelConfig, spec: loop.DataSpec) -> torch.nn.Module:
     """The configured U-Net for ``spec``'s channels, size and classes."""
     n_classes = spec.n_classes if cfg.class_conditional else 0
-    gate_kw = dict(
-        gate=cfg.gate, n_qubits=cfg.n_qubits, depth=cfg.depth, gate_activation=cfg.gate_activation,
-        gate_residual=cfg.gate_residual, bottleneck_shots=cfg.bottleneck_shots,
+    gate = GateSpec(
+        kind=cfg.gate, n_qubits=cfg.n_qubits, depth=cfg.depth, activation=cfg.gate_activation,
+        residual=cfg.gate_residual, shots=cfg.bottleneck_shots,
     )
     if cfg.arch == "light":
-        return LightUNet(in_channels=spec.channels, image_size=spec.size, n_classes=n_classes, **gate_kw)
+        return LightUNet(in_channels=spec.channels, image_size=spec.size, n_classes=n_classes, gate=gate)
     return UNet(
         in_channels=spec.channels, image_size=spec.size, n_classes=n_classes, base_channels=cfg.base_channels,
         channel_mults=tuple(cfg.channel_mults), num_res_blocks=cfg.num_res_blocks,
-        attention_resolutions=tuple(cfg.attention_resolutions), dropout=cfg.dropout, **gate_kw,
+        attention_resolutions=tuple(cfg.attention_resolutions), dropout=cfg.dropout, gate=gate,
     )
 
 

@@ -19,16 +19,16 @@ import math
 import torch
 from torch import nn
 
+from qmedgen.data.catalog import GENERATED_SIZES
 from qmedgen.errors import ConfigError
 
-SIZES = (28, 32, 64, 128)
 NORMS = ("batch", "none")
 
 
 def start_size(image_size: int) -> int:
     """Side of the first (generator) / last (discriminator) feature map."""
-    if image_size not in SIZES:
-        raise ConfigError(f"DCGAN-style models generate {SIZES} px images, got {image_size}")
+    if image_size not in GENERATED_SIZES:
+        raise ConfigError(f"DCGAN-style models generate {GENERATED_SIZES} px images, got {image_size}")
     return 7 if image_size == 28 else 4
 
 

@@ -9,7 +9,8 @@ circuits stay shallow, which is what makes the method NISQ-friendly.
 * Feature redistribution (MosaiQ): component j goes to sub-generator ``j mod K``, so every sub-generator learns a
   mix of high- and low-variance components instead of one sub-generator carrying all the dominant ones.
 * Latent angles z ~ U(0, ub), the same z for all sub-generators of an image (RY encoding); the adaptive bound ``ub``
-  (MosaiQ's adaptive input noise) is set by the trainer from the loss ratio and stored in the ``noise_bound`` buffer.
+  (MosaiQ's adaptive input noise, :class:`qmedgen.train.gan.AdaptiveNoiseBound`) is set by the trainer from the
+  loss ratio and stored in the ``noise_bound`` buffer.
 * Circuits: RY(z_i) encoding, then ``depth`` layers of [RY(theta), CZ chain], read <Z_i> - all ``B x K`` circuits
   in one batched engine call (:func:`qmedgen.quantum.expval`, adjoint gradients).
 * Class conditioning (not in the paper, one model per class there): ``weights`` = per-class circuit weights (one
@@ -25,17 +26,8 @@ import torch
 from torch import nn
 
 from qmedgen.errors import ConfigError
-from qmedgen.models.baselines.patch_qgan import CONDITIONING
-from qmedgen.quantum import Ansatz, expval
-
-
-def adaptive_noise_bound(ratio: float, r0: float = 1.0) -> float:
-    """MosaiQ's adaptive input-noise bound ``pi/8 + (5 pi / 8) * ReLU(tanh(R - R0))`` for the loss ratio ``R``.
-
-    (MediQ-GAN's trainer applies the same rule; it is defined here, where it originates, so that the baseline does
-    not depend on the MediQ-GAN modules.)
-    """
-    return math.pi / 8 + 5 * math.pi / 8 * max(0.0, math.tanh(ratio - r0))
+from qmedgen.models.baselines.patch_qgan import SubGeneratorCircuits
+from qmedgen.quantum import expval
 
 
 class PCADecoder(nn.Module):
@@ -88,7 +80,7 @@ class PCADecoder(nn.Module):
         return (coeffs.to(self.mean.dtype) * self.scale) @ self.components + self.mean
 
 
-class MosaiQGenerator(nn.Module):
+class MosaiQGenerator(SubGeneratorCircuits):
     """``G(z [B, n_qubits] angles, y [B]) -> [B, C, S, S]`` in [-1, 1] through the fitted PCA."""
 
     def __init__(
@@ -104,37 +96,17 @@ class MosaiQGenerator(nn.Module):
         super().__init__()
         if n_classes < 1 or n_subgenerators < 1:
             raise ConfigError(f"n_classes and model.n_subgenerators must be >= 1, got {n_classes}, {n_subgenerators}")
-        if conditional not in CONDITIONING:
-            raise ConfigError(f"model.conditional must be one of {CONDITIONING}, got {conditional!r}")
         self.n_classes, self.image_size, self.channels = n_classes, image_size, channels
-        self.n_sub, self.n_qubits, self.conditional = n_subgenerators, n_qubits, conditional
-        self.ansatz = Ansatz(n_qubits, depth, encoding="ry", rotations=("ry",), entangler="cz-chain", observable="z")
+        self._init_circuits(n_classes, n_subgenerators, n_qubits, depth, conditional)
         self.pca = PCADecoder(channels * image_size * image_size, n_subgenerators * n_qubits)
-        n_sets = n_classes if conditional == "weights" else 1
-        self.weights = nn.Parameter(torch.rand(n_sets, n_subgenerators, *self.ansatz.weight_shape))
-        self.class_angles = (
-            nn.Parameter(torch.zeros(n_classes, n_subgenerators, n_qubits)) if conditional == "angles" else None
-        )
         self.register_buffer("noise_bound", torch.tensor(math.pi / 8))
-
-    @property
-    def latent_dim(self) -> int:
-        return self.n_qubits
 
     def set_noise_bound(self, value: float) -> None:
         self.noise_bound.fill_(float(value))
 
     def features(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Generated scaled PCA coefficients ``[B, K * n_qubits]`` in [-1, 1] (redistributed order)."""
-        if z.dim() != 2 or z.shape[1] != self.n_qubits:
-            raise ConfigError(f"latent angles must be [B, {self.n_qubits}], got {tuple(z.shape)}")
-        x = z[:, None, :]
-        if self.class_angles is not None:
-            x = x + self.class_angles[y]
-            w = self.weights[0]
-        else:
-            w = self.weights[y]
-        out = expval(self.ansatz, x, w)  # [B, K, n]
+        out = expval(self.ansatz, *self.circuit_inputs(z, y))  # [B, K, n]
         # component j = q * K + k comes from sub-generator k = j mod K, qubit q = j div K
         return out.transpose(1, 2).reshape(z.shape[0], -1)
 
@@ -143,6 +115,3 @@ class MosaiQGenerator(nn.Module):
             raise ConfigError("MosaiQ's PCA is not fitted: call generator.pca.fit(training_images) first")
         flat = self.pca.decode(self.features(z, y)).clamp(-1, 1)
         return flat.view(-1, self.channels, self.image_size, self.image_size)
-
-    def circuit_count(self) -> dict[str, int]:
-        return {"sub_generators": self.n_sub, "qubits": self.n_qubits, "circuit_weights": self.weights.numel()}

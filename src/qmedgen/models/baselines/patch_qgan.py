@@ -47,7 +47,39 @@ def n_subgenerators(n_pixels: int, n_data_qubits: int) -> int:
     return -(-n_pixels // 2**n_data_qubits)
 
 
-class PatchQuantumGenerator(nn.Module):
+class SubGeneratorCircuits(nn.Module):
+    """What the patch QGAN and MosaiQ generators share: ``K`` sub-generator circuits of ``n_qubits`` qubits
+    ([RY(z) encoding, ``depth`` x [RY(theta), CZ chain], Z readout]) fed the same latent angles, class-conditioned by
+    per-class circuit weights (``"weights"``) or learned per-class encoding offsets (``"angles"``)."""
+
+    def _init_circuits(self, n_classes: int, n_sub: int, n_qubits: int, depth: int, conditional: str) -> None:
+        if conditional not in CONDITIONING:
+            raise ConfigError(f"model.conditional must be one of {CONDITIONING}, got {conditional!r}")
+        self.n_sub, self.n_qubits, self.conditional = n_sub, n_qubits, conditional
+        self.ansatz = Ansatz(n_qubits, depth, encoding="ry", rotations=("ry",), entangler="cz-chain", observable="z")
+        n_sets = n_classes if conditional == "weights" else 1
+        # U[0, 1) initial angles, as in the common reimplementation of the paper's circuits
+        self.weights = nn.Parameter(torch.rand(n_sets, n_sub, *self.ansatz.weight_shape))
+        self.class_angles = nn.Parameter(torch.zeros(n_classes, n_sub, n_qubits)) if conditional == "angles" else None
+
+    @property
+    def latent_dim(self) -> int:
+        return self.n_qubits
+
+    def circuit_inputs(self, z: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoding angles ``[B, 1 | K, n]`` and circuit weights (broadcast against them) for latents ``z [B, n]``."""
+        if z.dim() != 2 or z.shape[1] != self.n_qubits:
+            raise ConfigError(f"latent angles must be [B, {self.n_qubits}], got {tuple(z.shape)}")
+        x = z[:, None, :]
+        if self.class_angles is not None:
+            return x + self.class_angles[y], self.weights[0]
+        return x, self.weights[y]
+
+    def circuit_count(self) -> dict[str, int]:
+        return {"sub_generators": self.n_sub, "qubits": self.n_qubits, "circuit_weights": self.weights.numel()}
+
+
+class PatchQuantumGenerator(SubGeneratorCircuits):
     """``G(z [B, n_qubits] angles, y [B]) -> [B, C, S, S]`` in [-1, 1]."""
 
     def __init__(
@@ -65,35 +97,16 @@ class PatchQuantumGenerator(nn.Module):
             raise ConfigError(f"n_classes must be >= 1, got {n_classes}")
         if not 0 <= n_ancilla < n_qubits:
             raise ConfigError(f"model.n_ancilla must be in 0..n_qubits-1 = 0..{n_qubits - 1}, got {n_ancilla}")
-        if conditional not in CONDITIONING:
-            raise ConfigError(f"model.conditional must be one of {CONDITIONING}, got {conditional!r}")
         self.n_classes, self.image_size, self.channels = n_classes, image_size, channels
-        self.n_qubits, self.n_ancilla, self.conditional = n_qubits, n_ancilla, conditional
+        self.n_ancilla = n_ancilla
         self.patch = 2 ** (n_qubits - n_ancilla)
         self.n_pixels = channels * image_size * image_size
-        self.n_sub = n_subgenerators(self.n_pixels, n_qubits - n_ancilla)
-        self.ansatz = Ansatz(n_qubits, depth, encoding="ry", rotations=("ry",), entangler="cz-chain", observable="z")
-        n_sets = n_classes if conditional == "weights" else 1
-        # U[0, 1) initial angles, as in the common reimplementation of the paper's circuits
-        self.weights = nn.Parameter(torch.rand(n_sets, self.n_sub, *self.ansatz.weight_shape))
-        self.class_angles = (
-            nn.Parameter(torch.zeros(n_classes, self.n_sub, n_qubits)) if conditional == "angles" else None
-        )
-
-    @property
-    def latent_dim(self) -> int:
-        return self.n_qubits
+        n_sub = n_subgenerators(self.n_pixels, n_qubits - n_ancilla)
+        self._init_circuits(n_classes, n_sub, n_qubits, depth, conditional)
 
     def patches(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Post-selected, max-rescaled patch intensities ``[B, K, 2**n]`` in [0, 1]."""
-        if z.dim() != 2 or z.shape[1] != self.n_qubits:
-            raise ConfigError(f"latent angles must be [B, {self.n_qubits}], got {tuple(z.shape)}")
-        x = z[:, None, :]
-        if self.class_angles is not None:
-            x = x + self.class_angles[y]
-            w = self.weights[0]
-        else:
-            w = self.weights[y]
+        x, w = self.circuit_inputs(z, y)
         probs = basis_probabilities(self.ansatz, x, w)[..., : self.patch]
         cond = probs / probs.sum(-1, keepdim=True).clamp_min(1e-12)
         return cond / cond.amax(-1, keepdim=True).clamp_min(1e-12)
@@ -102,6 +115,3 @@ class PatchQuantumGenerator(nn.Module):
         p = self.patches(z, y)
         flat = p.flatten(1)[:, : self.n_pixels]
         return (flat * 2 - 1).view(-1, self.channels, self.image_size, self.image_size)
-
-    def circuit_count(self) -> dict[str, int]:
-        return {"sub_generators": self.n_sub, "qubits": self.n_qubits, "circuit_weights": self.weights.numel()}

@@ -8,11 +8,11 @@ to z, class projection in the discriminator (see :mod:`qmedgen.models.baselines.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from qmedgen.config import option
-from qmedgen.errors import ConfigError
-from qmedgen.models.baselines.dcgan import NORMS, SIZES, DCGANDiscriminator, DCGANGenerator
-from qmedgen.train.baselines.gan import GANConfig, GANOptimConfig, GANTrainer
+from qmedgen.models.baselines.dcgan import NORMS, DCGANDiscriminator, DCGANGenerator
+from qmedgen.train.gan import GANFamilyConfig, GANTrainer
 from qmedgen.train.sections import DataConfig, TrainConfig
 
 
@@ -26,16 +26,11 @@ class ModelConfig:
 
 
 @dataclass
-class Config:
+class Config(GANFamilyConfig):
     data: DataConfig = option(default_factory=lambda: DataConfig(size=64))
     train: TrainConfig = option(default_factory=lambda: TrainConfig(batch_size=64))
     model: ModelConfig = option(default_factory=ModelConfig)
-    optim: GANOptimConfig = option(default_factory=GANOptimConfig)
-    gan: GANConfig = option(default_factory=GANConfig)
-
-    def validate(self) -> None:
-        if self.data.size not in SIZES:
-            raise ConfigError(f"data.size: dcgan generates {SIZES} px images, got {self.data.size}")
+    sized_model: ClassVar[str | None] = "dcgan"
 
 
 class Trainer(GANTrainer):

@@ -9,15 +9,14 @@ reconstruction loss on real images in the discriminator update (``gan.recon_weig
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 
 from qmedgen.config import option
-from qmedgen.errors import ConfigError
-from qmedgen.models.baselines.dcgan import SIZES
 from qmedgen.models.baselines.fastgan import FastGANDiscriminator, FastGANGenerator
-from qmedgen.train.baselines.gan import GANConfig, GANOptimConfig, GANTrainer
+from qmedgen.train.gan import GANConfig, GANFamilyConfig, GANTrainer
 from qmedgen.train.sections import DataConfig, TrainConfig
 
 
@@ -36,16 +35,12 @@ class FastGANConfig(GANConfig):
 
 
 @dataclass
-class Config:
+class Config(GANFamilyConfig):
     data: DataConfig = option(default_factory=lambda: DataConfig(size=64))
     train: TrainConfig = option(default_factory=lambda: TrainConfig(batch_size=8))
     model: ModelConfig = option(default_factory=ModelConfig)
-    optim: GANOptimConfig = option(default_factory=GANOptimConfig)
     gan: FastGANConfig = option(default_factory=lambda: FastGANConfig(diffaugment="color,translation", ema=True))
-
-    def validate(self) -> None:
-        if self.data.size not in SIZES:
-            raise ConfigError(f"data.size: fastgan generates {SIZES} px images, got {self.data.size}")
+    sized_model: ClassVar[str | None] = "fastgan"
 
 
 class Trainer(GANTrainer):

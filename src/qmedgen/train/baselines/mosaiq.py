@@ -6,7 +6,7 @@ training images when the run starts (the PCA lives in buffers, so it is checkpoi
 Discriminator: the fully connected :class:`qmedgen.models.baselines.mlp.MLPDiscriminator` on the decoded images.
 Loss: the standard GAN loss (BCE). Latent angles z ~ U(0, ub) with MosaiQ's adaptive input-noise bound
 ``ub = pi/8 + (5 pi / 8) * ReLU(tanh(R - R0))``, ``R = |L_D| / |L_G|`` (smoothed by ``gan.noise_ratio_momentum``;
-:func:`qmedgen.models.baselines.mosaiq.adaptive_noise_bound`, the rule MediQ-GAN borrows), updated every step.
+:class:`qmedgen.train.gan.AdaptiveNoiseBound`, the rule MediQ-GAN borrows), updated every step.
 Optimiser defaults as the patch QGAN baseline (SGD, lr 0.3 / 0.01), so the two quantum GANs differ only in design.
 Defaults: 5 sub-generators of 8 qubits (40 principal components), depth 6.
 """
@@ -14,14 +14,16 @@ Defaults: 5 sub-generators of 8 qubits (40 principal components), depth 6.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+
+import torch
 
 from qmedgen.config import option
 from qmedgen.models.baselines.mlp import MLPDiscriminator
-from qmedgen.models.baselines.mosaiq import MosaiQGenerator, adaptive_noise_bound
+from qmedgen.models.baselines.mosaiq import MosaiQGenerator
 from qmedgen.models.baselines.patch_qgan import CONDITIONING
-from qmedgen.train.baselines.gan import GANConfig, GANOptimConfig, GANTrainer
-from qmedgen.train.sections import DataConfig, TrainConfig
+from qmedgen.train.baselines import patch_qgan
+from qmedgen.train.gan import AdaptiveNoiseBound, GANConfig, GANTrainer
+from qmedgen.train.loop import DataSpec
 
 
 @dataclass
@@ -29,9 +31,7 @@ class ModelConfig:
     n_subgenerators: int = option(5, min=1, help="quantum sub-generators (K)")
     n_qubits: int = option(8, min=1, max=20, help="qubits per sub-generator; K * n_qubits PCA components")
     depth: int = option(6, min=0, max=50, help="layers of [RY on every qubit, CZ chain]")
-    conditional: str = option("weights", choices=CONDITIONING,
-                              help="weights: circuits per class (= one model per class); angles: shared circuits + "
-                                   "learned class offsets of the encoding angles")
+    conditional: str = option("weights", choices=CONDITIONING, help=patch_qgan.CONDITIONING_HELP)
     disc_hidden: list[int] = option([256, 64], help="hidden widths of the fully connected discriminator")
 
 
@@ -42,11 +42,8 @@ class MosaiQGANConfig(GANConfig):
 
 
 @dataclass
-class Config:
-    data: DataConfig = option(default_factory=DataConfig)
-    train: TrainConfig = option(default_factory=TrainConfig)
+class Config(patch_qgan.Config):  # the patch QGAN's optimiser defaults
     model: ModelConfig = option(default_factory=ModelConfig)
-    optim: GANOptimConfig = option(default_factory=lambda: GANOptimConfig(optimizer="sgd", lr_g=0.3, lr_d=0.01))
     gan: MosaiQGANConfig = option(default_factory=MosaiQGANConfig)
 
 
@@ -54,34 +51,28 @@ class Trainer(GANTrainer):
     family = "mosaiq"
     loss = "bce"
 
+    def __init__(self, config: Config, spec: DataSpec, device: torch.device, dist=None, data=None) -> None:
+        super().__init__(config, spec, device, dist, data)
+        g = config.gan
+        self.noise_rule = AdaptiveNoiseBound(g.noise_bound_r0, g.noise_ratio_momentum, checkpoint_r0=False)
+
     def build(self):
         m, s = self.config.model, self.spec
         g = MosaiQGenerator(s.n_classes, s.size, s.channels, m.n_subgenerators, m.n_qubits, m.depth, m.conditional)
         if self.data is not None:  # rebuilt for sampling: the checkpoint holds the fitted PCA
             g.pca.fit(self.data.images)
         d = MLPDiscriminator(s.n_classes, s.channels * s.size * s.size, tuple(m.disc_hidden))
-        self.ratio_ema: float | None = None
         return g, d
 
-    def latent_spec(self) -> tuple[str, int, float]:
-        return "uniform", self.config.model.n_qubits, float(self.generator.noise_bound)
+    def latent_spec(self) -> tuple[str, int]:
+        return "uniform", self.config.model.n_qubits
+
+    def latent_from_noise(self, noise: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return noise * float(self.generator.noise_bound)
 
     def after_step(self, metrics: dict[str, float]) -> None:
-        g = self.config.gan
-        ratio = abs(metrics["loss_d"]) / max(abs(metrics["loss_g"]), 1e-8)
-        mom = g.noise_ratio_momentum
-        self.ratio_ema = ratio if self.ratio_ema is None else mom * self.ratio_ema + (1 - mom) * ratio
-        ub = adaptive_noise_bound(self.ratio_ema, g.noise_bound_r0)
         metrics["noise_bound"] = float(self.generator.noise_bound)  # the bound this step's latents used
-        self.generator.set_noise_bound(ub)
-        if self.ema is not None:
-            self.ema.set_noise_bound(ub)
-
-    def extra_state(self) -> dict[str, Any]:
-        return {"ratio_ema": self.ratio_ema}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        self.ratio_ema = state.get("ratio_ema")
+        self.update_noise_bound(metrics["loss_d"], metrics["loss_g"])
 
     def parameter_counts(self) -> dict[str, int]:
         counts = super().parameter_counts()

@@ -14,11 +14,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import torch
+
 from qmedgen.config import option
 from qmedgen.models.baselines.mlp import MLPDiscriminator
 from qmedgen.models.baselines.patch_qgan import CONDITIONING, PatchQuantumGenerator
-from qmedgen.train.baselines.gan import GANConfig, GANOptimConfig, GANTrainer
-from qmedgen.train.sections import DataConfig, TrainConfig
+from qmedgen.train.gan import GANFamilyConfig, GANOptimConfig, GANTrainer
+
+CONDITIONING_HELP = ("weights: circuits per class (= one model per class); angles: shared circuits + learned class "
+                     "offsets of the encoding angles")
 
 
 @dataclass
@@ -26,19 +30,14 @@ class ModelConfig:
     n_qubits: int = option(5, min=1, max=16, help="qubits per sub-generator (data + ancilla)")
     n_ancilla: int = option(1, min=0, max=15, help="ancilla qubits post-selected on |0> (partial measurement)")
     depth: int = option(6, min=0, max=50, help="layers of [RY on every qubit, CZ chain]")
-    conditional: str = option("weights", choices=CONDITIONING,
-                              help="weights: circuits per class (= one model per class); angles: shared circuits + "
-                                   "learned class offsets of the encoding angles")
+    conditional: str = option("weights", choices=CONDITIONING, help=CONDITIONING_HELP)
     disc_hidden: list[int] = option([256, 64], help="hidden widths of the fully connected discriminator")
 
 
 @dataclass
-class Config:
-    data: DataConfig = option(default_factory=DataConfig)
-    train: TrainConfig = option(default_factory=TrainConfig)
+class Config(GANFamilyConfig):
     model: ModelConfig = option(default_factory=ModelConfig)
     optim: GANOptimConfig = option(default_factory=lambda: GANOptimConfig(optimizer="sgd", lr_g=0.3, lr_d=0.01))
-    gan: GANConfig = option(default_factory=GANConfig)
 
 
 class Trainer(GANTrainer):
@@ -51,5 +50,8 @@ class Trainer(GANTrainer):
         d = MLPDiscriminator(s.n_classes, s.channels * s.size * s.size, tuple(m.disc_hidden))
         return g, d
 
-    def latent_spec(self) -> tuple[str, int, float]:
-        return "uniform", self.config.model.n_qubits, math.pi / 2
+    def latent_spec(self) -> tuple[str, int]:
+        return "uniform", self.config.model.n_qubits
+
+    def latent_from_noise(self, noise: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return noise * (math.pi / 2)

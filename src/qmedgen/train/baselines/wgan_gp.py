@@ -11,12 +11,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from qmedgen.config import option
-from qmedgen.errors import ConfigError
-from qmedgen.models.baselines.dcgan import NORMS, SIZES, DCGANGenerator
+from qmedgen.models.baselines.dcgan import NORMS, DCGANGenerator
 from qmedgen.models.critic import ConditionalCritic
-from qmedgen.train.baselines.gan import GANConfig, GANOptimConfig, GANTrainer
+from qmedgen.train.gan import GANConfig, GANFamilyConfig, GANOptimConfig, GANTrainer
 from qmedgen.train.sections import DataConfig, TrainConfig
 
 
@@ -31,7 +31,7 @@ class ModelConfig:
 
 
 @dataclass
-class Config:
+class Config(GANFamilyConfig):
     data: DataConfig = option(default_factory=lambda: DataConfig(size=64))
     train: TrainConfig = option(default_factory=lambda: TrainConfig(batch_size=32))
     model: ModelConfig = option(default_factory=ModelConfig)
@@ -41,10 +41,7 @@ class Config:
     gan: GANConfig = option(
         default_factory=lambda: GANConfig(n_critic=5, gp_weight=10.0, diffaugment="translation,cutout,color", ema=True)
     )
-
-    def validate(self) -> None:
-        if self.data.size not in SIZES:
-            raise ConfigError(f"data.size: wgan-gp generates {SIZES} px images, got {self.data.size}")
+    sized_model: ClassVar[str | None] = "wgan-gp"
 
 
 class Trainer(GANTrainer):

@@ -1,4 +1,7 @@
-"""Exponential moving average of a network's weights, used for sampling (Ho et al. 2020; decay 0.999 in the paper)."""
+"""Exponential moving average of a network's weights, used for sampling (Ho et al. 2020; decay 0.999 in the paper).
+
+Shared by the diffusion trainers and the GAN trainers (:mod:`qmedgen.train.gan`).
+"""
 
 from __future__ import annotations
 
