@@ -52,6 +52,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=100)
     args = ap.parse_args()
 
+    from qmedgen.config import parse_override
     from qmedgen.data import few_shot_subset, load_dataset
     from qmedgen.evaluate.utility import UtilityConfig, run_utility
     from qmedgen.train.api import sample, train_or_resume
@@ -63,7 +64,7 @@ def main() -> None:
     t0 = time.perf_counter()
     run = train_or_resume(args.model, overrides, args.out / args.variant / "runs", progress=False)
     train_s = time.perf_counter() - t0
-    sample_opts = dict(_parse_opt(o) for o in args.sample_opt)
+    sample_opts = {k: v for o in args.sample_opt for k, v in parse_override(o).items()}  # flat keys
     samples = args.out / args.variant / ("samples" + "".join(f"-{k}-{v}" for k, v in sample_opts.items()))
     if not (samples / "samples.npz").is_file():
         sample(run, n_per_class=args.samples_per_class, out=samples, seed=args.seed, progress=False, **sample_opts)
@@ -90,18 +91,6 @@ def main() -> None:
     append_section(f"Augmentation levers, {args.data} {args.n_per_class}/class, seed {args.seed}", lines,
                    torch.device("cpu"), torch.get_num_threads(),
                    f"generator {args.model} {' '.join(args.overrides)}, {args.steps} steps ({train_s:.0f} s)")
-
-
-def _parse_opt(text: str) -> tuple[str, object]:
-    key, sep, value = text.partition("=")
-    if not sep:
-        raise SystemExit(f"--sample-opt wants KEY=VALUE, got {text!r}")
-    for cast in (int, float):
-        try:
-            return key, cast(value)
-        except ValueError:
-            pass
-    return key, value
 
 
 def _opts_text(opts: dict) -> str:

@@ -19,7 +19,6 @@ its overrides, steps and seed equal the arm's.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -29,6 +28,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from qmedgen import demo
+from qmedgen.fileio import read_json, write_json
 from qmedgen.train import api
 from qmedgen.train import checkpoint as ckpt
 
@@ -38,15 +38,15 @@ LIMIT_BYTES = 5 * 1024 * 1024
 def scrub(dest: Path) -> None:
     """No paths of the machine that trained them: out_dir back to its default, the prototypes file by name only
     (loading a run reads the prototypes from its weights), the work directory out of the recorded argv."""
-    config = json.loads((dest / "config.json").read_text())
+    config = read_json(dest / "config.json")
     config["train"]["out_dir"] = "runs"
     proto = config.get("model", {}).get("prototypes", {})
     if proto.get("file"):
         proto["file"] = Path(proto["file"]).name
-    (dest / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-    env = json.loads((dest / "environment.json").read_text())
+    write_json(dest / "config.json", config)
+    env = read_json(dest / "environment.json")
     env["argv"] = [a if not a.startswith("/") else Path(a).name for a in env.get("argv", [])]
-    (dest / "environment.json").write_text(json.dumps(env, indent=2) + "\n")
+    write_json(dest / "environment.json", env)
 
 
 def export(run_dir: Path, dest: Path, info: dict) -> int:
@@ -62,8 +62,8 @@ def export(run_dir: Path, dest: Path, info: dict) -> int:
                for k, v in load_file(str(src / "weights.safetensors")).items()}
     save_file(tensors, str(step_dir / "weights.safetensors"))
     shutil.copy2(src / "meta.json", step_dir / "meta.json")
-    (dest / "checkpoints" / "latest.json").write_text(json.dumps({"step": info["steps"], "path": src.name}))
-    (dest / "shipped.json").write_text(json.dumps(info, indent=2) + "\n")
+    shutil.copy2(run_dir / "checkpoints" / ckpt.LATEST, dest / "checkpoints" / ckpt.LATEST)  # names src
+    write_json(dest / "shipped.json", info)
     scrub(dest)
     size = sum(p.stat().st_size for p in dest.rglob("*") if p.is_file())
     if size > LIMIT_BYTES:
