@@ -79,3 +79,16 @@ def test_runs_on_cuda_with_cpu_generator():
     y.sum().backward()
     cpu = diff_augment(x.detach().cpu(), generator=_gen(0))
     assert torch.allclose(y.detach().cpu(), cpu, atol=1e-5)
+
+
+def test_probability_gates_each_op_per_image():
+    x = torch.rand(64, 3, 8, 8)
+    assert torch.equal(diff_augment(x, "brightness", generator=_gen(0), p=0.0), x)
+    assert torch.equal(diff_augment(x, "brightness", generator=_gen(0), p=1.0), diff_augment(x, "brightness",
+                                                                                            generator=_gen(0)))
+    out = diff_augment(x, "brightness", generator=_gen(1), p=0.5)
+    changed = (out != x).flatten(1).any(1)
+    assert 10 < int(changed.sum()) < 54  # about half the images, each wholly or not at all
+    assert torch.equal(out[~changed], x[~changed])
+    with pytest.raises(ConfigError, match="p must be in"):
+        diff_augment(x, p=1.5)

@@ -228,6 +228,25 @@ def test_processes_with_disjoint_models_share_one_output(tmp_path, tiny_extracto
         B.run_benchmark(proto, out, models=["bogus"], log=lambda m: None)
 
 
+def test_results_only_reports_the_finished_cells_and_runs_none(tmp_path, tiny_extractor_file):
+    proto = B.load_protocol(_protocol(tmp_path, tiny_extractor_file))
+    proto["utility"] = {"enabled": False}
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match="no finished cell"):
+        B.run_benchmark(proto, out, progress=False, log=lambda m: None, run_cells=False)
+    fake = FakeModels()
+    B.run_benchmark(proto, out, trainer=fake.train, sampler=fake.sample, progress=False, log=lambda m: None,
+                    models=["clean"])
+    (out / "results.json").unlink()
+    before = json.loads((out / "state.json").read_text())
+    idle = FakeModels()
+    res = B.run_benchmark(proto, out, trainer=idle.train, sampler=idle.sample, progress=False, log=lambda m: None,
+                          run_cells=False)
+    assert idle.trained == [] and res["n_cells_done"] == 2
+    assert json.loads((out / "state.json").read_text()) == before  # no empty entries for the unfinished cells
+    assert (out / "results.json").is_file() and (out / "results.md").is_file()
+
+
 @pytest.mark.parametrize(("extra", "match"), [
     ("subset_size: [10]\n", r"unknown key 'subset_size'\. Did you mean 'subset_sizes'\?"),
     ("evaluate: {n_boots: 10}\n", r"unknown key 'evaluate\.n_boots'\. Did you mean 'n_boot'\?"),

@@ -270,3 +270,64 @@ def test_augmentation_preset_carries_the_measured_fixes():
     assert family.name == "mediqgan" and cfg.data.size == 28 and cfg.data.n_per_class == 10
     assert cfg.model.encoder == "linear" and cfg.gan.mode_seeking == 1.0 and cfg.gan.ema
     assert api.resolve_config("mediqgan-retinamnist")[1].model.encoder == "broadcast"  # the paper's stays
+
+
+def test_ada_controller_moves_p_towards_the_target():
+    from qmedgen.train.distributed import Dist
+    from qmedgen.train.gan import AdaptiveAugment
+
+    ada = AdaptiveAugment(target=0.6, speed=8, interval=2, shift_free=True)
+    memorised = torch.tensor([5.0, 4.0, 6.0, 5.0])  # every real logit above the mean fake logit: r_t = 1
+    fake = torch.tensor([-1.0, 0.0, 1.0, 0.0])
+    ada.observe(memorised, fake)
+    ada.adjust(0, Dist())  # not an adjustment step (interval 2)
+    assert ada.p == 0.0
+    ada.observe(memorised, fake)
+    ada.adjust(1, Dist())
+    assert ada.r_t == 1.0 and ada.p == pytest.approx(2 / 8)
+    for step in range(2, 40):
+        ada.observe(memorised, fake)
+        ada.adjust(step, Dist())
+    assert ada.p == 1.0  # clipped
+    confused = torch.tensor([-1.0, 0.5, -2.0, 0.5])  # two above the fake mean, two below: r_t = 0
+    ada.observe(confused, fake)
+    ada.adjust(41, Dist())
+    assert ada.r_t == 0.0 and ada.p == pytest.approx(1 - 2 / 8)
+    bce = AdaptiveAugment(target=0.6, speed=8, interval=1, shift_free=False)  # sign of the logit itself
+    bce.observe(torch.tensor([1.0, 1.0, 1.0, -1.0]), torch.tensor([9.0]))
+    bce.adjust(0, Dist())
+    assert bce.r_t == 0.5 and bce.p == 0.0  # below target, clipped at 0
+
+
+def test_ada_trains_logs_p_and_resumes_exactly(tmp_path, monkeypatch):
+    ada = ["gan.diffaugment=translation,color", "gan.ada_target=0.6", "gan.ada_speed=2", "gan.ada_interval=1",
+           "train.checkpoint_every=2", "model.prototypes.enabled=false"]
+    from qmedgen.train.gan import AdaptiveAugment
+
+    observe = AdaptiveAugment.observe
+    # A critic that has memorised the reals (r_t = 1), so that p rises by interval / speed = 1/2 per step.
+    monkeypatch.setattr(AdaptiveAugment, "observe", lambda self, d_real, d_fake: observe(self, d_real + 1e3, d_fake))
+    full = _train(tmp_path / "a", *ada, steps=4)
+    ps = [m["ada_p"] for m in _metrics(full)]
+    assert ps == [0.5, 1.0, 1.0, 1.0]  # resumed from step 2 with p = 0, the log would read 0.5 again
+    original = mq.Trainer.train_step
+
+    def dying(self, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return original(self, step)
+
+    monkeypatch.setattr(mq.Trainer, "train_step", dying)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path / "b", *ada, steps=4)
+    monkeypatch.setattr(mq.Trainer, "train_step", original)
+    (killed,) = sorted((tmp_path / "b").iterdir())
+    api.train("mediqgan", run_root=tmp_path / "b", progress=False, resume=killed)
+    a, b = _weights(full), _weights(killed)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert [m["ada_p"] for m in _metrics(killed)] == ps
+
+
+def test_ada_needs_a_diffaugment_policy():
+    with pytest.raises(ConfigError, match=r"gan\.ada_target.*gan\.diffaugment"):
+        api.resolve_config("mediqgan", [*TINY, "gan.ada_target=0.6"])

@@ -91,23 +91,32 @@ def parse_policy(policy: str) -> list[str]:
 
 
 def diff_augment(x: torch.Tensor, policy: str = "translation,cutout,color", generator: torch.Generator | None = None,
-                 translation_ratio: float = 0.125, cutout_ratio: float = 0.5) -> torch.Tensor:
-    """Augment a batch ``[N, C, H, W]`` differentiably; colour ops first, then translation, then cutout."""
+                 translation_ratio: float = 0.125, cutout_ratio: float = 0.5, p: float = 1.0) -> torch.Tensor:
+    """Augment a batch ``[N, C, H, W]`` differentiably; colour ops first, then translation, then cutout.
+
+    ``p`` < 1 applies each op to each image independently with probability ``p`` (the adaptive-augmentation
+    scheme of Karras et al., NeurIPS 2020, where ``p`` is tuned during training); ``p`` = 1 is plain DiffAugment."""
     if x.dim() != 4:
         raise ConfigError(f"diff_augment expects a batch [N, C, H, W], got shape {list(x.shape)}")
+    if not 0.0 <= p <= 1.0:
+        raise ConfigError(f"diff_augment: p must be in [0, 1], got {p}")
     ops = parse_policy(policy)
     order = [*_COLOR, "translation", "cutout"]
     for op in sorted(ops, key=order.index):
         if op == "brightness":
-            x = brightness(x, generator)
+            out = brightness(x, generator)
         elif op == "saturation":
-            x = saturation(x, generator)
+            out = saturation(x, generator)
         elif op == "contrast":
-            x = contrast(x, generator)
+            out = contrast(x, generator)
         elif op == "translation":
-            x = translation(x, translation_ratio, generator)
+            out = translation(x, translation_ratio, generator)
         else:
-            x = cutout(x, cutout_ratio, generator)
+            out = cutout(x, cutout_ratio, generator)
+        if p < 1.0:
+            keep = _rand((x.shape[0], 1, 1, 1), x, generator) >= p  # this image skips this op
+            out = torch.where(keep, x, out)
+        x = out
     return x
 
 

@@ -198,11 +198,12 @@ def _default_sample(run_dir: Path, n_per_class: int, out: Path, **opts) -> Path:
 def run_benchmark(protocol: str | Path | dict, out: Path | None = None, quick: bool = False,
                   trainer: Callable | None = None, sampler: Callable | None = None, progress: bool = True,
                   device: str | None = None, log: Callable[[str], None] | None = None,
-                  models: list[str] | None = None) -> dict:
+                  models: list[str] | None = None, run_cells: bool = True) -> dict:
     """Run (or resume) a protocol; returns the aggregated results (also written to ``OUT/results.*``).
 
     ``models``: run only the cells of these model labels (several processes, one per group of models, can share
-    ``out``: the state merges on every save; the results cover every finished cell)."""
+    ``out``: the state merges on every save; the results cover every finished cell). ``run_cells=False`` runs
+    nothing and writes the results, plots and grids of the cells already finished (after a stopped part)."""
     if isinstance(protocol, dict):
         parse_protocol(protocol)
         proto = protocol
@@ -220,8 +221,11 @@ def run_benchmark(protocol: str | Path | dict, out: Path | None = None, quick: b
     if unknown:
         raise ConfigError(f"--models {unknown}: not in the protocol's models {sorted(proto['models'])}")
     extractors: dict[str, Any] = {}
+    finished = {cid for cid, e in state.data["cells"].items() if e.get("done")}
+    if not run_cells and not finished & {c["id"] for c in all_cells}:
+        raise ConfigError(f"{state.path}: no finished cell of protocol {proto['name']!r} to report")
     for i, c in enumerate(all_cells, 1):
-        if models and c["model"] not in models:
+        if not run_cells or (models and c["model"] not in models):
             continue
         entry = state.cell(c)
         if entry.get("done"):

@@ -96,6 +96,8 @@ def register(subparsers) -> None:
     b.add_argument("--models", type=lambda v: v.split(","),
                    help="only these model labels, comma-separated (run one process per group, same --out, to use "
                         "several cores: each saves into the shared state)")
+    b.add_argument("--results-only", action="store_true",
+                   help="run no cell: write results.json, results.md, plots and grids from the finished cells")
     b.add_argument("--device")
     b.add_argument("--quiet", action="store_true")
     b.set_defaults(func=_benchmark)
@@ -145,7 +147,7 @@ def _benchmark(args: argparse.Namespace) -> int:
         return 0
     with _plain_warnings():
         results = run_benchmark(args.protocol, args.out, args.quick, progress=not args.quiet, device=args.device,
-                                models=args.models)
+                                models=args.models, run_cells=not args.results_only)
     out = args.out or Path("benchmarks") / results["protocol"]
     print((Path(out) / "results.md").read_text())
     print(f"wrote {out}/results.json, results.md and {len(results.get('plots', []))} plots")

@@ -68,12 +68,20 @@ class GANConfig:
     diffaugment: str = option("", help="DiffAugment policy on real and fake, e.g. 'translation,cutout,color' ('' off)")
     ema: bool = option(False, help="keep an exponential moving average of the generator for sampling")
     ema_decay: float = option(0.999, min=0.0, max=1.0, help="EMA decay per step (warm-up: min(decay, (1+t)/(10+t)))")
+    ada_target: float = option(0.0, min=0.0, max=1.0, help="adaptive augmentation (ADA, Karras et al. 2020): the "
+                               "DiffAugment probability p rises while the critic's overfitting signal r_t is above "
+                               "this target and falls below it; 0 = off (every op on every image); ADA uses 0.6")
+    ada_speed: int = option(500, min=1, help="ADA: steps for p to travel from 0 to 1 while r_t stays above target")
+    ada_interval: int = option(4, min=1, help="ADA: adjust p every this many steps, from r_t averaged over them")
 
     def validate(self) -> None:
         if self.diffaugment:
             from qmedgen.data.diffaugment import parse_policy
 
             parse_policy(self.diffaugment)
+        elif self.ada_target > 0:
+            raise ConfigError("gan.ada_target: adaptive augmentation tunes the DiffAugment probability, so it needs "
+                              "a policy in gan.diffaugment (e.g. 'translation,cutout,color'), got ''")
 
 
 def check_generated_size(size: int, model: str) -> None:
@@ -161,6 +169,48 @@ class AdaptiveNoiseBound:
         self.r0 = state.get("ratio_r0", self.r0)
 
 
+class AdaptiveAugment:
+    """ADA's controller (Karras et al., NeurIPS 2020) for the DiffAugment probability ``p``, starting at 0.
+
+    The overfitting signal is ``r_t = E[sign(D(real) - c)]``, the share of real logits on the real side of the
+    boundary, averaged over ``interval`` steps: ``c = 0`` for bce and hinge as in ADA, and the batch's mean fake logit
+    for the WGAN critic, whose loss is shift-invariant (so its 0 means nothing). ``r_t`` near 1 means the critic has
+    memorised the few real images; then ``p += interval / speed``, below target ``p -= interval / speed``, clipped to
+    [0, 1]. Data-parallel ranks sum their signs before each adjustment, so every rank holds the same ``p``.
+    """
+
+    def __init__(self, target: float, speed: int, interval: int, shift_free: bool) -> None:
+        self.target, self.speed, self.interval, self.shift_free = target, speed, interval, shift_free
+        self.p = 0.0
+        self.r_t: float | None = None  # the last adjustment's signal
+        self._sum = torch.zeros(1, 2, dtype=torch.float64)  # (sum of signs, count) since the last adjustment
+
+    def observe(self, d_real: torch.Tensor, d_fake: torch.Tensor) -> None:
+        real = d_real.detach().float().reshape(-1)
+        ref = d_fake.detach().float().mean() if self.shift_free else 0.0
+        self._sum += torch.tensor([[float(torch.sign(real - ref).sum()), real.numel()]], dtype=torch.float64)
+
+    def adjust(self, step: int, dist: Any) -> None:
+        """After step ``step`` (0-based): every ``interval`` steps, move ``p`` towards the target."""
+        if (step + 1) % self.interval:
+            return
+        total = dist.all_gather_tensor(self._sum).sum(0)
+        self._sum.zero_()
+        if total[1] == 0:
+            return
+        self.r_t = float(total[0] / total[1])
+        delta = math.copysign(self.interval / self.speed, self.r_t - self.target) if self.r_t != self.target else 0.0
+        self.p = min(1.0, max(0.0, self.p + delta))
+
+    def state(self) -> dict[str, Any]:
+        return {"ada_p": self.p, "ada_r_t": self.r_t, "ada_sum": self._sum.reshape(-1).tolist()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.p = float(state.get("ada_p", 0.0))
+        self.r_t = state.get("ada_r_t")
+        self._sum = torch.tensor([state.get("ada_sum", [0.0, 0.0])], dtype=torch.float64)
+
+
 @dataclass
 class StepOutputs:
     """What :meth:`GANTrainer.step_metrics` reports: the last critic update's and the generator update's tensors."""
@@ -196,6 +246,9 @@ class GANTrainer(loop.Trainer):
         self.ema = ema_copy(self.generator) if config.gan.ema else None
         self.opt_g, self.opt_d = self.build_optimizers()
         self.noise_rule: AdaptiveNoiseBound | None = None  # set by families with an adaptive latent range
+        g = config.gan
+        self.ada = (AdaptiveAugment(g.ada_target, g.ada_speed, g.ada_interval, shift_free=self.loss == "wgan-gp")
+                    if g.ada_target > 0 else None)
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def build(self) -> tuple[nn.Module, nn.Module]:
@@ -283,13 +336,13 @@ class GANTrainer(loop.Trainer):
         return self.latent_from_noise(torch.cat(noise), y.repeat(copies))
 
     def augment(self, x: torch.Tensor) -> torch.Tensor:
-        """DiffAugment with ``gan.diffaugment`` (identity when unset)."""
+        """DiffAugment with ``gan.diffaugment`` (identity when unset), at ADA's probability when ``gan.ada_target``."""
         policy = self.config.gan.diffaugment
         if not policy:
             return x
         from qmedgen.data.diffaugment import diff_augment
 
-        return diff_augment(x, policy)
+        return diff_augment(x, policy) if self.ada is None else diff_augment(x, policy, p=self.ada.p)
 
     def penalty(self, real: torch.Tensor, fake: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return gradient_penalty(self.discriminator, real, fake, y, in_autocast=self.penalty_in_autocast)
@@ -320,11 +373,16 @@ class GANTrainer(loop.Trainer):
         return {"generator": self.opt_g, self.discriminator_name: self.opt_d}
 
     def extra_state(self) -> dict[str, Any]:
-        return {} if self.noise_rule is None else self.noise_rule.state()
+        state = {} if self.noise_rule is None else self.noise_rule.state()
+        if self.ada is not None:
+            state.update(self.ada.state())
+        return state
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if self.noise_rule is not None:
             self.noise_rule.load_state(state)
+        if self.ada is not None:
+            self.ada.load_state(state)
 
     def train_step(self, step: int) -> dict[str, float]:
         if self.data is None:
@@ -339,6 +397,8 @@ class GANTrainer(loop.Trainer):
             with self.autocast():
                 d_real, d_fake, aux = self.critic_logits(real_in, fake_in, y)
                 gp = self.penalty(real_in, fake_in, y) if penalised else torch.zeros((), device=self.device)
+            if self.ada is not None:
+                self.ada.observe(d_real, d_fake)
             loss_d = d_loss(self.loss, d_real, d_fake) + aux
             if penalised:
                 loss_d = loss_d + cfg.gan.gp_weight * gp
@@ -362,6 +422,9 @@ class GANTrainer(loop.Trainer):
             self.discriminator.requires_grad_(True)
         self.update_ema(step)
         metrics = self.step_metrics(StepOutputs(loss_d, d_real, d_fake, gp, aux, adv, terms))
+        if self.ada is not None:
+            self.ada.adjust(step, self.dist)
+            metrics["ada_p"] = self.ada.p
         self.after_step(metrics)
         return metrics
 
