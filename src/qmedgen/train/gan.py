@@ -179,8 +179,10 @@ class AdaptiveAugment:
     [0, 1]. Data-parallel ranks sum their signs before each adjustment, so every rank holds the same ``p``.
     """
 
-    def __init__(self, target: float, speed: int, interval: int, shift_free: bool) -> None:
+    def __init__(self, target: float, speed: int, interval: int, shift_free: bool,
+                 device: torch.device | None = None) -> None:
         self.target, self.speed, self.interval, self.shift_free = target, speed, interval, shift_free
+        self.device = device or torch.device("cpu")  # where ranks exchange their sums (NCCL needs CUDA tensors)
         self.p = 0.0
         self.r_t: float | None = None  # the last adjustment's signal
         self._sum = torch.zeros(1, 2, dtype=torch.float64)  # (sum of signs, count) since the last adjustment
@@ -194,7 +196,7 @@ class AdaptiveAugment:
         """After step ``step`` (0-based): every ``interval`` steps, move ``p`` towards the target."""
         if (step + 1) % self.interval:
             return
-        total = dist.all_gather_tensor(self._sum).sum(0)
+        total = dist.all_gather_tensor(self._sum.to(self.device)).sum(0).cpu()
         self._sum.zero_()
         if total[1] == 0:
             return
@@ -247,8 +249,8 @@ class GANTrainer(loop.Trainer):
         self.opt_g, self.opt_d = self.build_optimizers()
         self.noise_rule: AdaptiveNoiseBound | None = None  # set by families with an adaptive latent range
         g = config.gan
-        self.ada = (AdaptiveAugment(g.ada_target, g.ada_speed, g.ada_interval, shift_free=self.loss == "wgan-gp")
-                    if g.ada_target > 0 else None)
+        self.ada = (AdaptiveAugment(g.ada_target, g.ada_speed, g.ada_interval, shift_free=self.loss == "wgan-gp",
+                                    device=device) if g.ada_target > 0 else None)
 
     # --- hooks ----------------------------------------------------------------------------------------------
     def build(self) -> tuple[nn.Module, nn.Module]:
