@@ -85,21 +85,27 @@ def test_one_step_on_embedded_data_gives_finite_losses(tmp_path, extra):
         assert any(k.startswith("generator_ema.") for k in weights)
 
 
-def test_kill_and_resume_gives_identical_parameters(tmp_path, monkeypatch):
-    full = _train(tmp_path / "a", "train.checkpoint_every=2", "model.prototypes.enabled=false", steps=4)
-
+def _killed_during_step_4(root, monkeypatch, *extra):
+    """The run dir of a 4-step run killed during step 4, after the checkpoint at step 2 (and step 3 done)."""
     original = mq.Trainer.train_step
 
     def dying(self, step):
         if step == 3:
-            raise KeyboardInterrupt  # killed during step 4, after the checkpoint at step 2 (and step 3 done)
+            raise KeyboardInterrupt
         return original(self, step)
 
     monkeypatch.setattr(mq.Trainer, "train_step", dying)
     with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path / "b", "train.checkpoint_every=2", "model.prototypes.enabled=false", steps=4)
+        _train(root, *extra, steps=4)
     monkeypatch.setattr(mq.Trainer, "train_step", original)
-    (killed,) = sorted((tmp_path / "b").iterdir())
+    (killed,) = sorted(root.iterdir())
+    return killed
+
+
+def test_kill_and_resume_gives_identical_parameters(tmp_path, monkeypatch):
+    full = _train(tmp_path / "a", "train.checkpoint_every=2", "model.prototypes.enabled=false", steps=4)
+    killed = _killed_during_step_4(tmp_path / "b", monkeypatch, "train.checkpoint_every=2",
+                                   "model.prototypes.enabled=false")
     assert [p.name for p in sorted((killed / "checkpoints").glob("step-*"))] == ["step-00000002"]
     resumed = api.train("mediqgan", run_root=tmp_path / "b", progress=False, resume=killed)
     assert resumed == killed
@@ -309,23 +315,12 @@ def test_ada_trains_logs_p_and_resumes_exactly(tmp_path, monkeypatch):
     monkeypatch.setattr(AdaptiveAugment, "observe", lambda self, d_real, d_fake: observe(self, d_real + 1e3, d_fake))
     full = _train(tmp_path / "a", *ada, steps=4)
     ps = [m["ada_p"] for m in _metrics(full)]
-    assert ps == [0.5, 1.0, 1.0, 1.0]  # resumed from step 2 with p = 0, the log would read 0.5 again
-    original = mq.Trainer.train_step
-
-    def dying(self, step):
-        if step == 3:
-            raise KeyboardInterrupt
-        return original(self, step)
-
-    monkeypatch.setattr(mq.Trainer, "train_step", dying)
-    with pytest.raises(KeyboardInterrupt):
-        _train(tmp_path / "b", *ada, steps=4)
-    monkeypatch.setattr(mq.Trainer, "train_step", original)
-    (killed,) = sorted((tmp_path / "b").iterdir())
+    assert ps == [0.5, 1.0, 1.0, 1.0]
+    killed = _killed_during_step_4(tmp_path / "b", monkeypatch, *ada)
     api.train("mediqgan", run_root=tmp_path / "b", progress=False, resume=killed)
     a, b = _weights(full), _weights(killed)
     assert all(torch.equal(a[k], b[k]) for k in a)
-    assert [m["ada_p"] for m in _metrics(killed)] == ps
+    assert [m["ada_p"] for m in _metrics(killed)] == ps  # resumed from step 2 with p = 0, it would read 0.5 again
 
 
 def test_ada_needs_a_diffaugment_policy():

@@ -221,8 +221,7 @@ def run_benchmark(protocol: str | Path | dict, out: Path | None = None, quick: b
     if unknown:
         raise ConfigError(f"--models {unknown}: not in the protocol's models {sorted(proto['models'])}")
     extractors: dict[str, Any] = {}
-    finished = {cid for cid, e in state.data["cells"].items() if e.get("done")}
-    if not run_cells and not finished & {c["id"] for c in all_cells}:
+    if not run_cells and not any(state.data["cells"].get(c["id"], {}).get("done") for c in all_cells):
         raise ConfigError(f"{state.path}: no finished cell of protocol {proto['name']!r} to report")
     for i, c in enumerate(all_cells, 1):
         if not run_cells or (models and c["model"] not in models):
